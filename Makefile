@@ -1,0 +1,65 @@
+# goapp — one command to run, one to test. Both set everything up from nothing and are
+# safe to re-run.
+#
+#   make serve   install, build, run the server on SQLite in ./data, print the URL
+#   make test    install, build, lint, type-check, start what the tests need, run every test
+#   make bench   benchmarks (pytest-benchmark); figures go in benches/README.md
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages the test suite drives for real (rules oracle, databases).
+TEST_DEBS := gnugo postgresql redis-server
+PYTEST_ARGS ?=
+
+.PHONY: serve test build install system-deps lint typecheck pytest bench clean
+
+serve: build
+	$(BIN)/goapp serve $(SERVE_ARGS)
+
+test: build system-deps lint typecheck pytest
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet "setuptools>=74" "Cython>=3.0" wheel
+	$(BIN)/pip install --quiet --no-build-isolation -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+# Rebuilds goapp/_core.*.so only when goapp/_core.pyx changed.
+build: $(STAMP)
+	$(BIN)/python setup.py --quiet build_ext --inplace
+
+# Installs missing Debian packages (as root, or through sudo).
+system-deps:
+	@missing=""; \
+	for pkg in $(TEST_DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check goapp tests benches
+	$(BIN)/ruff format --check goapp tests benches
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The benchmarks also run once each (timing disabled) so that they cannot rot.
+pytest: build
+	$(BIN)/pytest tests benches --benchmark-disable $(PYTEST_ARGS)
+
+bench: build system-deps
+	$(BIN)/pytest benches --benchmark-only -p no:randomly $(PYTEST_ARGS)
+
+clean:
+	rm -rf build dist *.egg-info goapp/_core.c goapp/_core*.so .pytest_cache .mypy_cache .ruff_cache

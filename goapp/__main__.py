@@ -1,0 +1,3 @@
+from goapp.cli import main
+
+raise SystemExit(main())

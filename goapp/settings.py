@@ -1,0 +1,249 @@
+"""Every setting goapp has, in one typed table.
+
+The :class:`Settings` dataclass *is* the table: each field carries its type, default, help
+text, whether it is a secret, and a validator. ``goapp --help``, ``goapp settings`` and
+``docs/configuration.md`` are generated from it (a test keeps the docs in step).
+
+Where values come from, lowest priority first:
+
+1. the defaults below;
+2. a TOML file (``--config FILE`` or ``GOAPP_CONFIG``), keys named as the settings
+   (``port = 4000``); unknown keys are an error, so typos do not pass silently;
+3. environment variables ``GOAPP_<NAME>`` (``GOAPP_PORT=8080``);
+4. for secrets, ``GOAPP_<NAME>_FILE``: the value is read from that file (systemd's
+   ``LoadCredential=`` and Docker secrets deliver secrets as files);
+5. command-line flags (``goapp serve --port 8080``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "GOAPP_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names where it came from."""
+
+
+# -- validators -------------------------------------------------------------------------------
+
+
+def _port(value: Any) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port between 0 and 65535")
+
+
+def _one_of(*choices: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+
+    return check
+
+
+def _url_or_empty(*schemes: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value and not value.startswith(tuple(f"{s}:" for s in schemes)):
+            raise ValueError(f"must start with {' or '.join(s + ':' for s in schemes)}")
+
+    return check
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    secret: bool = False,
+    validator: Callable[[Any], None] | None = None,
+) -> Any:
+    """Declare one setting (a dataclass field with its documentation attached)."""
+    return field(default=default, metadata={"help": help, "secret": secret, "validator": validator})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective configuration of one goapp process."""
+
+    host: str = setting("127.0.0.1", "Address the server listens on.")
+    port: int = setting(4000, "HTTP port.", validator=_port)
+    data_dir: Path = setting(  # noqa: RUF009 (a Path is immutable)
+        Path("data"), "Directory for the SQLite database and other files the server keeps."
+    )
+    database_url: str = setting(
+        "",
+        "Database URL: sqlite:///ABS/PATH.db or postgresql://USER@HOST/DB. "
+        "Empty means SQLite at DATA_DIR/goapp.db.",
+        secret=True,
+        validator=_url_or_empty("sqlite", "postgresql", "postgres"),
+    )
+    sqlite_synchronous: str = setting(
+        "FULL",
+        "SQLite durability: FULL survives power loss after an acknowledged write; NORMAL "
+        "survives application crashes but may lose the last commits on power loss.",
+        validator=_one_of("FULL", "NORMAL"),
+    )
+    log_level: str = setting(
+        "info", "Log level.", validator=_one_of("debug", "info", "warning", "error")
+    )
+    log_format: str = setting(
+        "json",
+        "Log format: one JSON object a line, or text for humans.",
+        validator=_one_of("json", "text"),
+    )
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'goapp.db').resolve()}"
+
+    def redacted(self) -> dict[str, Any]:
+        """All values, with secrets masked: safe to log or print."""
+        out: dict[str, Any] = {}
+        for spec in setting_specs():
+            value = getattr(self, spec.name)
+            out[spec.name] = "********" if spec.secret and value else value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One row of the settings table, as documentation and parsers see it."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    secret: bool
+    validator: Callable[[Any], None] | None
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool, "float": float, "Path": Path}
+
+
+def setting_specs() -> Iterator[SettingSpec]:
+    """The settings table, in declaration order."""
+    for f in dataclasses.fields(Settings):
+        yield SettingSpec(
+            name=f.name,
+            type=_TYPES[str(f.type)],
+            default=f.default,
+            help=f.metadata["help"],
+            secret=f.metadata["secret"],
+            validator=f.metadata["validator"],
+        )
+
+
+def _convert(spec: SettingSpec, raw: Any, source: str) -> Any:
+    try:
+        if spec.type is bool:
+            if isinstance(raw, bool):
+                value: Any = raw
+            elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
+                value = True
+            elif str(raw).strip().lower() in ("0", "false", "no", "off", ""):
+                value = False
+            else:
+                raise ValueError("must be true or false")
+        elif spec.type is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("must be an integer")
+            value = int(raw)
+        elif spec.type is Path:
+            value = Path(str(raw)).expanduser()
+        else:
+            if not isinstance(raw, (str, int, float)):
+                raise ValueError("must be a string")
+            value = spec.type(raw)
+        if spec.validator is not None:
+            spec.validator(value)
+    except ValueError as exc:
+        shown = "(secret)" if spec.secret else repr(raw)
+        raise SettingsError(f"{spec.name} from {source}: {shown} {exc}") from None
+    return value
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the effective settings from defaults, TOML file, environment and overrides.
+
+    ``overrides`` holds command-line values; ``None`` values are ignored (flag not given).
+    """
+    env = os.environ if env is None else env
+    specs = {spec.name: spec for spec in setting_specs()}
+    values: dict[str, Any] = {}
+
+    config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+    if config_file:
+        path = Path(config_file)
+        try:
+            with path.open("rb") as fh:
+                table = tomllib.load(fh)
+        except OSError as exc:
+            raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+        for key, raw in table.items():
+            spec = specs.get(key.replace("-", "_"))
+            if spec is None:
+                raise SettingsError(f"config file {path}: unknown setting {key!r}")
+            values[spec.name] = _convert(spec, raw, f"config file {path}")
+
+    for spec in specs.values():
+        if spec.env in env:
+            values[spec.name] = _convert(spec, env[spec.env], f"environment {spec.env}")
+        file_var = spec.env + "_FILE"
+        if spec.secret and file_var in env:
+            try:
+                raw = Path(env[file_var]).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(
+                    f"{file_var}: cannot read {env[file_var]}: {exc.strerror}"
+                ) from None
+            values[spec.name] = _convert(spec, raw, f"file named by {file_var}")
+
+    known_env = {spec.env for spec in specs.values()} | {
+        spec.env + "_FILE" for spec in specs.values() if spec.secret
+    }
+    known_env.add(ENV_PREFIX + "CONFIG")
+    # GOAPP_TEST_* belong to the test suite, not to the server.
+    unknown = sorted(
+        k
+        for k in env
+        if k.startswith(ENV_PREFIX) and k not in known_env and not k.startswith("GOAPP_TEST_")
+    )
+    if unknown:
+        raise SettingsError(f"unknown environment setting(s): {', '.join(unknown)}")
+
+    for name, raw in (overrides or {}).items():
+        if raw is not None:
+            values[name] = _convert(specs[name], raw, "command line")
+
+    return Settings(**values)
+
+
+def settings_markdown() -> str:
+    """The settings table as Markdown (docs/configuration.md embeds this verbatim)."""
+    lines = [
+        "| Setting | Environment | Type | Default | Description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for spec in setting_specs():
+        default = "(empty)" if spec.default == "" else f"`{spec.default}`"
+        env = f"`{spec.env}`" + (f", `{spec.env}_FILE`" if spec.secret else "")
+        lines.append(f"| `{spec.name}` | {env} | {spec.type.__name__} | {default} | {spec.help} |")
+    return "\n".join(lines) + "\n"
