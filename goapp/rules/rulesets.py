@@ -101,19 +101,21 @@ def _normalize(name: str) -> str:
 
 
 NAMED_RULES: dict[str, Rules] = {
+    # KataGo (cpp/game/rules.cpp, parseRulesHelper): japanese and korean are the same
+    # combination, with friendlyPassOk false.
     "japanese": Rules(
         ko=KoRule.SIMPLE,
         scoring=ScoringRule.TERRITORY,
         tax=TaxRule.SEKI,
         suicide=False,
-        friendly_pass_ok=True,
+        friendly_pass_ok=False,
     ),
     "korean": Rules(
         ko=KoRule.SIMPLE,
         scoring=ScoringRule.TERRITORY,
         tax=TaxRule.SEKI,
         suicide=False,
-        friendly_pass_ok=True,
+        friendly_pass_ok=False,
     ),
     "chinese": Rules(
         ko=KoRule.SIMPLE,
@@ -140,6 +142,16 @@ NAMED_RULES: dict[str, Rules] = {
         scoring=ScoringRule.AREA,
         suicide=True,
     ),
+}
+
+#: KataGo's default komi for each named ruleset (komi is game info, not part of Rules).
+DEFAULT_KOMI: dict[str, float] = {
+    "japanese": 6.5,
+    "korean": 6.5,
+    "chinese": 7.5,
+    "aga": 7.5,
+    "new-zealand": 7.5,
+    "tromp-taylor": 7.5,
 }
 
 _ALIASES = {

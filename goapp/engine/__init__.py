@@ -1,0 +1,1 @@
+"""Go engines: the GTP client (GNU Go) and, later, the KataGo supervisor."""
