@@ -1,0 +1,170 @@
+"""The ``goapp`` command: ``serve``, ``db``, ``bench``, ``settings``, ``version``.
+
+Each subcommand is a thin shell around a function of the package, so that tests and other
+tools call the same code the command line does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from goapp import __version__
+from goapp.settings import SettingsError, load_settings, setting_specs
+
+
+def _settings_epilog() -> str:
+    lines = ["settings (TOML key = environment variable, default):"]
+    for spec in setting_specs():
+        default = "(empty)" if spec.default == "" else spec.default
+        extra = f", {spec.env}_FILE" if spec.secret else ""
+        lines.append(f"  {spec.name} = {spec.env}{extra} [{default}]")
+        lines.append(f"      {spec.help}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="goapp",
+        description="A self-hosted server for the game of Go.",
+    )
+    parser.add_argument("--version", action="version", version=f"goapp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the goapp server (SQLite in DATA_DIR unless DATABASE_URL is set).",
+        epilog=_settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--config", metavar="FILE", help="TOML settings file")
+    serve.add_argument("--host", help="listen address")
+    serve.add_argument("--port", type=int, help="HTTP port")
+    serve.add_argument("--data-dir", help="data directory")
+    serve.add_argument("--database-url", help="database URL (sqlite:///... or postgresql://...)")
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    for name, text in (("migrate", "apply pending migrations"), ("status", "list migrations")):
+        p = db_sub.add_parser(name, help=text)
+        p.add_argument("--config", metavar="FILE", help="TOML settings file")
+        p.add_argument("--database-url", help="database URL (default: from settings)")
+    copy = db_sub.add_parser(
+        "copy", help="copy a whole database (for example SQLite into PostgreSQL), verified"
+    )
+    copy.add_argument("--from", dest="src", required=True, metavar="URL")
+    copy.add_argument("--to", dest="dst", required=True, metavar="URL")
+    backup = db_sub.add_parser("backup", help="consistent online backup of the SQLite database")
+    backup.add_argument("--to", dest="dest", required=True, metavar="FILE")
+    backup.add_argument("--config", metavar="FILE", help="TOML settings file")
+    backup.add_argument("--database-url", help="database URL (default: from settings)")
+
+    bench = sub.add_parser("bench", help="measure this machine")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    core = bench_sub.add_parser("core", help="rules core: ns per playout move, µs per play")
+    core.add_argument("--seconds", type=float, default=3.0, help="time budget (default 3)")
+    core.add_argument("--json", action="store_true", help="print JSON")
+
+    settings = sub.add_parser("settings", help="print the effective settings (secrets masked)")
+    settings.add_argument("--config", metavar="FILE", help="TOML settings file")
+    settings.add_argument("--markdown", action="store_true", help="print the settings table")
+
+    sub.add_parser("version", help="print version and build information")
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Any:
+    overrides = {
+        key: getattr(args, key, None) for key in ("host", "port", "data_dir", "database_url")
+    }
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def version_info() -> dict[str, Any]:
+    """What this build is and which optional parts it has."""
+    info: dict[str, Any] = {"version": __version__, "python": sys.version.split()[0]}
+    try:
+        from goapp import _core  # noqa: F401
+
+        info["core"] = "compiled"
+    except ImportError:
+        info["core"] = "missing"
+    try:
+        import uvloop  # noqa: F401
+
+        info["uvloop"] = "available"
+    except ImportError:
+        info["uvloop"] = "missing"
+    info["frozen"] = bool(getattr(sys, "frozen", False))
+    return info
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SettingsError as exc:
+        print(f"goapp: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "version":
+        for key, value in version_info().items():
+            print(f"{key}: {value}")
+        return 0
+
+    if args.command == "settings":
+        if args.markdown:
+            from goapp.settings import settings_markdown
+
+            print(settings_markdown(), end="")
+            return 0
+        for key, value in load_settings(args.config).redacted().items():
+            print(f"{key} = {value}")
+        return 0
+
+    if args.command == "serve":
+        from goapp.server.app import run_server
+
+        return run_server(_settings_from(args))
+
+    if args.command == "bench":
+        from goapp.rules.bench import run_core_bench
+
+        report = run_core_bench(seconds=args.seconds)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            for key, value in report.items():
+                print(f"{key}: {value}")
+        return 0
+
+    if args.command == "db":
+        return asyncio.run(_db(args))
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+async def _db(args: argparse.Namespace) -> int:
+    from goapp.store import admin
+
+    if args.db_command == "copy":
+        report = await admin.copy(args.src, args.dst)
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    url = args.database_url or load_settings(args.config).effective_database_url
+    if args.db_command == "migrate":
+        applied = await admin.migrate(url)
+        print("\n".join(f"applied {name}" for name in applied) or "up to date")
+    elif args.db_command == "status":
+        for name, applied_at in await admin.status(url):
+            print(f"{name}\t{applied_at or 'pending'}")
+    elif args.db_command == "backup":
+        report = await admin.backup(url, args.dest)
+        print(json.dumps(report, indent=2, default=str))
+    return 0
