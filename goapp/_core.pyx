@@ -600,14 +600,6 @@ cdef str _vertex(int width, int height, int loc):
     return f"{GTP_COLUMNS[x]}{height - y}"
 
 
-cdef str _color_name(int color):
-    if color == C_BLACK:
-        return "Black"
-    if color == C_WHITE:
-        return "White"
-    return f"<color {color}>"
-
-
 cdef class Board:
     """A Go board of any size from 2x2 to 25x25 (rectangles too), with stones, chains,
     liberties, captures and the simple-ko point. It knows nothing about turn order, superko
