@@ -1,0 +1,153 @@
+"""Typed records returned by a :class:`~goapp.store.Store`.
+
+Timestamps are timezone-aware :class:`datetime.datetime` values in UTC, with microsecond
+precision on both backends. JSON columns (``time_control``, event ``payload``, challenge
+``params``) are returned decoded; on the way in, anything :func:`msgspec.json.encode` accepts
+(dicts, lists, msgspec structs, ...) may be given.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import msgspec
+
+GAME_STATUSES: Final = ("open", "playing", "scoring", "finished", "aborted")
+ACTIVE_GAME_STATUSES: Final = ("open", "playing", "scoring")
+FINISHED_GAME_STATUSES: Final = ("finished", "aborted")
+CHALLENGE_STATUSES: Final = ("open", "accepted", "declined", "cancelled", "expired")
+
+GameStatus = Literal["open", "playing", "scoring", "finished", "aborted"]
+ChallengeStatus = Literal["open", "accepted", "declined", "cancelled", "expired"]
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+    password_hash: str | None
+    rating: float
+    rd: float
+    volatility: float
+    games_count: int
+    created_at: datetime
+
+
+class Game(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    black_id: int | None
+    white_id: int | None
+    black_bot: str | None
+    white_bot: str | None
+    width: int
+    height: int
+    komi: float
+    rules: str
+    handicap: int
+    time_control: Any
+    status: str
+    result: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_seq: int
+    deadline: datetime | None
+
+
+class NewGame(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Store.create_game` needs. A side is a user (``*_id``), a bot
+    (``*_bot``, e.g. ``"katago:b6"``), or neither yet (an open game waiting for a player)."""
+
+    width: int = 19
+    height: int = 19
+    komi: float = 7.5
+    rules: str = "japanese"
+    handicap: int = 0
+    time_control: Any = None
+    black_id: int | None = None
+    white_id: int | None = None
+    black_bot: str | None = None
+    white_bot: str | None = None
+    status: str = "open"
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    game_id: int
+    seq: int
+    kind: str
+    payload: Any
+    created_at: datetime
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """One event for :meth:`Store.append_events`: ``NewEvent(seq, kind, payload)``."""
+
+    seq: int
+    kind: str
+    payload: Any = None
+
+
+class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    room: str
+    user_id: int | None
+    text: str
+    created_at: datetime
+
+
+class Challenge(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    challenger_id: int
+    target_id: int | None
+    params: Any
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    accepted_by: int | None
+    game_id: int | None
+
+
+class RefreshToken(msgspec.Struct, frozen=True, kw_only=True):
+    token_hash: str
+    user_id: int
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class _Keep(enum.Enum):
+    KEEP = 0
+
+
+#: Marker for "leave this column as it is" in :class:`GameChange`.
+KEEP: Final = _Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class GameChange:
+    """Columns of a game to change; every field left at :data:`KEEP` stays as it is.
+
+    ``None`` sets the column to NULL. Setting ``status`` to ``finished`` or ``aborted``
+    also clears ``deadline`` unless ``deadline`` is given explicitly.
+    """
+
+    status: str | Literal[_Keep.KEEP] = KEEP
+    result: str | Literal[_Keep.KEEP] | None = KEEP
+    started_at: datetime | Literal[_Keep.KEEP] | None = KEEP
+    finished_at: datetime | Literal[_Keep.KEEP] | None = KEEP
+    deadline: datetime | Literal[_Keep.KEEP] | None = KEEP
+
+    def columns(self) -> dict[str, Any]:
+        """The columns to set, in a fixed order (the SQL text depends only on the keys)."""
+        out: dict[str, Any] = {}
+        if self.status is not KEEP and self.status not in GAME_STATUSES:
+            raise ValueError(f"unknown game status {self.status!r}")
+        for name in ("status", "result", "started_at", "finished_at", "deadline"):
+            value = getattr(self, name)
+            if value is not KEEP:
+                out[name] = value
+        if "deadline" not in out and out.get("status") in FINISHED_GAME_STATUSES:
+            out["deadline"] = None
+        return out

@@ -1,0 +1,61 @@
+"""The service fixtures themselves (tests/services.py): they give working servers."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+try:
+    from .services import PgCluster, RedisServer
+except ImportError:
+    from services import PgCluster, RedisServer  # type: ignore[no-redef,unused-ignore]
+
+
+async def test_redis_fixture(redis_url: str) -> None:
+    r = aioredis.from_url(redis_url)
+    try:
+        key = f"goapp-test:{uuid.uuid4().hex}"
+        await r.set(key, "1", ex=10)
+        assert await r.get(key) == b"1"
+    finally:
+        await r.aclose()
+
+
+async def test_throwaway_redis_server() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    try:
+        r = aioredis.from_url(server.url)
+        assert await r.ping()
+        await r.aclose()
+    finally:
+        server.stop()
+    assert server.proc.poll() is not None
+
+
+async def test_schema_isolation(pg_schema_url: str, pg_url: str) -> None:
+    conn = await asyncpg.connect(pg_schema_url)
+    try:
+        schema = await conn.fetchval("SELECT current_schema()")
+        assert schema.startswith("t_")
+        await conn.execute("CREATE TABLE only_here (x int)")
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('only_here')") is None
+    finally:
+        await conn.close()
+
+
+async def test_throwaway_pg_cluster(pg_cluster: PgCluster) -> None:
+    conn = await asyncpg.connect(pg_cluster.url)
+    try:
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()
