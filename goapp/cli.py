@@ -156,7 +156,7 @@ async def _db(args: argparse.Namespace) -> int:
     if args.db_command == "copy":
         report = await admin.copy(args.src, args.dst)
         print(json.dumps(report, indent=2, default=str))
-        return 0
+        return 0 if report.get("ok") else 1
     url = args.database_url or load_settings(args.config).effective_database_url
     if args.db_command == "migrate":
         applied = await admin.migrate(url)

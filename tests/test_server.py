@@ -1,0 +1,83 @@
+"""The server process: it starts on SQLite in a fresh data directory, answers the health
+endpoints, reports an unreachable database as not ready, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from goapp.server.app import create_app
+from goapp.store import open_store
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.timeout(60)
+def test_serve_starts_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "data"  # does not exist yet: serve creates it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "goapp", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        banner = ""
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "is running at" in line:
+                banner = line
+                break
+        assert f"http://localhost:{port}/" in banner, banner
+        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        status, body = get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 200, body
+        assert json.loads(body) == {"status": "ready", "checks": {"database": "ok"}}
+        assert (data_dir / "goapp.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+async def test_readyz_reports_an_unavailable_database(
+    tmp_path: Path, aiohttp_client: object
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'goapp.db'}")
+    client: TestClient = await aiohttp_client(create_app(store))  # type: ignore[operator]
+    response = await client.get("/readyz")
+    assert response.status == 200
+    await store.close()  # from now on every query fails with StoreUnavailableError
+    response = await client.get("/readyz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["status"] == "not ready"
+    assert body["checks"]["database"].startswith("unavailable")
