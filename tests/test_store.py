@@ -577,6 +577,8 @@ async def test_closed_store_is_unavailable(store_url: str) -> None:
 
 def test_sqlite_urls(tmp_path: Path) -> None:
     assert sqlite_path("sqlite:///var/lib/goapp/goapp.db") == (Path("/var/lib/goapp/goapp.db"), {})
+    # Four slashes (SQLAlchemy's absolute form) name the same file, not "//var/...".
+    assert str(sqlite_path("sqlite:////var/lib/goapp/goapp.db")[0]) == "/var/lib/goapp/goapp.db"
     path, opts = sqlite_path("sqlite:data/goapp.db?synchronous=normal", base_dir=tmp_path)
     assert path == tmp_path / "data" / "goapp.db" and opts == {"synchronous": "normal"}
     assert sqlite_path("sqlite:goapp.db")[0] == Path.cwd() / "goapp.db"

@@ -100,7 +100,8 @@ def sqlite_path(url: str, base_dir: str | Path | None = None) -> tuple[Path, dic
     rest = url.split(":", 1)[1]
     rest, _, query = rest.partition("?")
     if rest.startswith("///"):
-        path = Path(rest[2:])
+        # sqlite:////abs/path (SQLAlchemy's spelling) names the same file as sqlite:///abs/path.
+        path = Path("/" + rest.lstrip("/"))
     elif rest.startswith("//"):
         raise ValueError(
             f"bad sqlite URL {url!r}: use sqlite:///absolute/path.db (three slashes) or "

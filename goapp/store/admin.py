@@ -52,7 +52,7 @@ def _sqlite_status(path: Path) -> dict[str, datetime]:
     if not path.exists():
         return {}
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:
             return {name: us_to_dt(us) for name, us in sqlite_applied(conn).items()}
         finally:
