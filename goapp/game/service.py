@@ -1,0 +1,506 @@
+"""The game service: the only writer of game state.
+
+    service = GameService(store)
+    state = await service.create_game(alice.id, bob.id, user_color="black", size=9,
+                                      rules="japanese", komi=6.5, time_control=ByoYomi(...))
+    events = await service.act(state.game_id, alice.id, {"type": "move", "vertex": "E5"},
+                               request_id="c1-17")
+    await service.check_timeouts()            # from a periodic task, on every instance
+
+How an action is applied (``act``):
+
+1. The game's :class:`GameState` comes from an in-memory LRU cache, or is folded from the
+   log on a miss. Actions on one game are serialised by a per-game lock in this process.
+2. :func:`goapp.game.actions.decide` validates the action with the rules core and the clock
+   and returns the events to append (or raises a :class:`GameError`). An error decided on a
+   cached state is checked again after catching up with the log (another instance may have
+   moved), so a stale cache never gives a wrong answer.
+3. The events are appended with ``seq = last_seq + 1, ...`` in one ``append_events`` call,
+   together with the ``games`` row change (status, result, finished_at, deadline) and a
+   status condition, in the same transaction. The insert of the next seq is the lock
+   between instances: on :class:`~goapp.store.ConflictError` the state is caught up from the
+   log, the action decided again (revalidated) and appended once more; a second conflict
+   raises :class:`ConcurrentUpdate` (code ``conflict``).
+4. After the commit the events are folded into the cached state and handed to every
+   ``on_events`` hook (in seq order, under the game's lock: hooks must be quick, e.g. put
+   the events on the bus, and must not await an action on the same game -- schedule a task
+   instead, or it deadlocks). Hook errors are logged, never raised: the action is
+   committed.
+
+Idempotency: the client's ``request_id`` is stored in the payload of every event the action
+produced (with the ``user_id``). The fold keeps a map ``(user_id, request_id) -> seqs``, so a
+retry with the same id returns the original events instead of acting twice, on any instance
+(the map is rebuilt from the log). The retry is matched by id only: a different action with a
+reused id also gets the original events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import msgspec
+
+from goapp.game.actions import Action, decide, decode_action, timeout_events
+from goapp.game.errors import (
+    BadAction,
+    ConcurrentUpdate,
+    FlagFallenError,
+    GameError,
+    GameNotFound,
+)
+from goapp.game.events import (
+    Aborted,
+    GameCreated,
+    GameEvent,
+    GameFinished,
+    GameStarted,
+    PlayerColor,
+    PlayResumed,
+    ScoringStarted,
+    StoredEvent,
+    clock_view,
+    encode_payload,
+    event_kind,
+)
+from goapp.game.state import GameState, GameView
+from goapp.rules import DEFAULT_KOMI, MAX_BOARD_SIZE, MIN_BOARD_SIZE, Game, Rules
+from goapp.rules.clock import TimeControl, TimeControlError, decode_time_control
+from goapp.store import ConflictError, GameChange, NewEvent, NewGame, NotFoundError, Store
+
+__all__ = ["BadGameSettings", "EventHook", "GameService", "ms_to_dt", "now_ms"]
+
+log = logging.getLogger("goapp.game")
+
+EventHook = Callable[[list[StoredEvent]], Awaitable[None]]
+"""An ``on_events`` subscriber: called with the events of one commit, in seq order."""
+
+MAX_REQUEST_ID = 128
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class BadGameSettings(GameError):
+    """``create_game`` got settings that make no game (size, rules, komi, handicap...)."""
+
+    code = "bad_settings"
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds (the server's clock timeline)."""
+    return time.time_ns() // 1_000_000
+
+
+def ms_to_dt(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _row_change(events: Sequence[GameEvent]) -> GameChange:
+    """The ``games`` row change that goes with appending ``events``."""
+    fields: dict[str, Any] = {}
+    for e in events:
+        if isinstance(e, GameStarted):
+            fields["status"] = "playing"
+            fields["started_at"] = ms_to_dt(e.at_ms)
+        elif isinstance(e, ScoringStarted):
+            fields["status"] = "scoring"
+        elif isinstance(e, PlayResumed):
+            fields["status"] = "playing"
+        elif isinstance(e, GameFinished):
+            fields["status"] = "finished"
+            fields["result"] = e.result
+            fields["finished_at"] = ms_to_dt(e.at_ms)
+        elif isinstance(e, Aborted):
+            fields["status"] = "aborted"
+            fields["finished_at"] = ms_to_dt(e.at_ms)
+        if e.clock is not None:
+            d = e.clock.deadline_ms
+            fields["deadline"] = None if d is None else ms_to_dt(d)
+    return GameChange(**fields)
+
+
+def _stamp(events: list[GameEvent], user_id: int | None, request_id: str | None) -> list[GameEvent]:
+    return [msgspec.structs.replace(e, user_id=user_id, request_id=request_id) for e in events]
+
+
+class GameService:
+    """Creates games, applies actions, ends games on time. See the module docstring.
+
+    ``clock_fn`` returns the server time in epoch milliseconds (tests pass a fake clock);
+    ``cache_size`` is how many game states stay in memory.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock_fn: Callable[[], int] = now_ms,
+        cache_size: int = 1024,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.clock_fn = clock_fn
+        self.cache_size = max(1, cache_size)
+        self.on_events: list[EventHook] = []
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._cache: OrderedDict[int, GameState] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- creating --------------------------------------------------------------------------
+
+    async def create_game(
+        self,
+        user_id: int | None,
+        opponent_id: int | None,
+        *,
+        user_color: Literal["black", "white", "random"] = "random",
+        size: int = 19,
+        height: int | None = None,
+        rules: str = "japanese",
+        komi: float | None = None,
+        handicap: int = 0,
+        time_control: TimeControl | dict[str, Any] | None = None,
+        user_bot: str | None = None,
+        opponent_bot: str | None = None,
+    ) -> GameState:
+        """Create and start a game between ``user_id`` (playing ``user_color``) and
+        ``opponent_id`` (a side may be a bot instead: ``*_bot`` with the id ``None``).
+
+        Writes the ``games`` row, then ``game_created`` (seq 1) and ``game_started`` (seq 2)
+        with the row's move to ``playing`` in one append. ``komi`` defaults to the ruleset's
+        (0.5 with handicap stones). Raises :class:`BadGameSettings` for impossible settings.
+        """
+        width = size
+        h = size if height is None else height
+        if not (
+            MIN_BOARD_SIZE <= width <= MAX_BOARD_SIZE and MIN_BOARD_SIZE <= h <= MAX_BOARD_SIZE
+        ):
+            raise BadGameSettings(
+                f"board size must be {MIN_BOARD_SIZE} to {MAX_BOARD_SIZE}, not {width}x{h}"
+            )
+        try:
+            rules_obj = Rules.from_name(rules)
+        except ValueError as exc:
+            raise BadGameSettings(str(exc)) from None
+        # korean is the same combination as japanese: keep the name the players chose
+        canonical = "korean" if rules.strip().lower() in ("korean", "kr") else rules_obj.name
+        if komi is None:
+            komi = 0.5 if handicap else DEFAULT_KOMI.get(canonical, 7.5)
+        if not math.isfinite(komi) or abs(komi) > 1000 or (komi * 2) != int(komi * 2):
+            raise BadGameSettings(f"komi must be a multiple of 0.5, not {komi}")
+        try:
+            Game(width, h, rules=rules_obj, komi=komi, handicap=handicap)
+        except ValueError as exc:
+            raise BadGameSettings(str(exc)) from None
+        control: TimeControl | None
+        try:
+            control = (
+                decode_time_control(time_control)
+                if isinstance(time_control, dict)
+                else time_control
+            )
+        except TimeControlError as exc:
+            raise BadGameSettings(f"bad time control: {exc}") from None
+        if user_id is not None and user_id == opponent_id:
+            raise BadGameSettings("a player cannot play against themselves")
+        color = user_color
+        if color == "random":
+            color = "black" if self._rng.random() < 0.5 else "white"
+        if color == "black":
+            black_id, white_id, black_bot, white_bot = user_id, opponent_id, user_bot, opponent_bot
+        elif color == "white":
+            black_id, white_id, black_bot, white_bot = opponent_id, user_id, opponent_bot, user_bot
+        else:
+            raise BadGameSettings(f"colour must be black, white or random, not {user_color!r}")
+        try:
+            row = await self.store.create_game(
+                NewGame(
+                    width=width,
+                    height=h,
+                    komi=float(komi),
+                    rules=canonical,
+                    handicap=handicap,
+                    time_control=control,
+                    black_id=black_id,
+                    white_id=white_id,
+                    black_bot=black_bot,
+                    white_bot=white_bot,
+                    status="open",
+                )
+            )
+        except NotFoundError as exc:
+            raise BadGameSettings(f"unknown player: {exc}") from None
+        now = self.clock_fn()
+        created = GameCreated(
+            at_ms=now,
+            black_id=black_id,
+            white_id=white_id,
+            black_bot=black_bot,
+            white_bot=white_bot,
+            width=width,
+            height=h,
+            rules=canonical,
+            komi=float(komi),
+            handicap=handicap,
+            time_control=control,
+        )
+        state = GameState(row.id, created)
+        started = GameStarted(
+            at_ms=now, clock=clock_view(state.clock.start(now), now), first=state.clock.to_move
+        )
+        rows = await self.store.append_events(
+            row.id,
+            [
+                NewEvent(1, event_kind(created), encode_payload(created)),
+                NewEvent(2, event_kind(started), encode_payload(started)),
+            ],
+            change=_row_change([created, started]),
+            expect_status="open",
+        )
+        state.apply(started, 2)
+        stored = [
+            StoredEvent(
+                game_id=row.id, seq=rows[0].seq, created_at=rows[0].created_at, event=created
+            ),
+            StoredEvent(
+                game_id=row.id, seq=rows[1].seq, created_at=rows[1].created_at, event=started
+            ),
+        ]
+        async with self._lock(row.id):
+            self._put(state)
+            await self._publish(stored)
+        return state
+
+    # -- acting ----------------------------------------------------------------------------
+
+    async def act(
+        self,
+        game_id: int,
+        user_id: int | None,
+        action: Action | bytes | str | dict[str, Any],
+        *,
+        request_id: str | None = None,
+        lag_ms: int = 0,
+    ) -> list[StoredEvent]:
+        """Apply ``action`` by ``user_id`` to the game; returns the committed events.
+
+        ``action`` is a struct or its JSON (bytes, str or a decoded dict). Raises a
+        :class:`GameError` (nothing is written), or :class:`FlagFallenError` after committing
+        the timeout events. ``request_id`` makes retries safe (see the module docstring);
+        ``lag_ms`` is the network lag to credit on the clock.
+        """
+        return await self._act(game_id, user_id, None, action, request_id, lag_ms)
+
+    async def act_as_bot(
+        self,
+        game_id: int,
+        color: PlayerColor,
+        action: Action | bytes | str | dict[str, Any],
+        *,
+        request_id: str | None = None,
+    ) -> list[StoredEvent]:
+        """Apply ``action`` for the bot that plays ``color`` (the engine driver calls this;
+        :class:`NotAPlayer` when that side is not a bot). Like :meth:`act` otherwise; bot
+        request ids are keyed without a user, so make them unique per game (e.g. prefix the
+        colour)."""
+        return await self._act(game_id, None, color, action, request_id, 0)
+
+    async def _act(
+        self,
+        game_id: int,
+        user_id: int | None,
+        bot_color: PlayerColor | None,
+        action: Action | bytes | str | dict[str, Any],
+        request_id: str | None,
+        lag_ms: int,
+    ) -> list[StoredEvent]:
+        act = decode_action(action)
+        if request_id is not None and not (0 < len(request_id) <= MAX_REQUEST_ID):
+            raise BadAction(f"request_id must be 1 to {MAX_REQUEST_ID} characters")
+        if isinstance(lag_ms, bool) or not isinstance(lag_ms, int):
+            raise BadAction("lag_ms must be an integer")
+        async with self._lock(game_id):
+            state = await self._fresh(game_id, catch_up=False)
+            caught_up = False
+            conflicted = False
+            while True:
+                if request_id is not None:
+                    seen = state.requests.get((user_id, request_id))
+                    if seen is not None:
+                        return await self._read(game_id, *seen)
+                now = self.clock_fn()
+                flag: FlagFallenError | None = None
+                try:
+                    color = (
+                        state.color_of(user_id) if bot_color is None else state.bot_color(bot_color)
+                    )
+                    events = decide(state, color, act, now, lag_ms=lag_ms)
+                    events = _stamp(events, user_id, request_id)
+                except FlagFallenError as exc:
+                    flag = exc
+                    events = exc.events
+                except GameError:
+                    if not caught_up and await self._catch_up(state):
+                        caught_up = True
+                        continue
+                    raise
+                try:
+                    stored = await self._commit(state, events)
+                except ConflictError:
+                    if conflicted:
+                        raise ConcurrentUpdate(
+                            "the game changed while your action was applied; try again"
+                        ) from None
+                    conflicted = caught_up = True
+                    state = await self._fresh(game_id, catch_up=True)
+                    continue
+                break
+            await self._publish(stored)
+        if flag is not None:
+            raise flag
+        return stored
+
+    async def check_timeouts(
+        self, now: int | None = None, *, limit: int = 100
+    ) -> list[StoredEvent]:
+        """End every game whose deadline has passed (timeout + game_finished), exactly once
+        across instances; returns the events this call committed."""
+        if now is None:
+            now = self.clock_fn()
+        out: list[StoredEvent] = []
+        for row in await self.store.expired_games(ms_to_dt(now), limit=limit):
+            async with self._lock(row.id):
+                try:
+                    state = await self._fresh(row.id, catch_up=True)
+                except GameNotFound:
+                    continue
+                except (ValueError, TypeError):  # a log that does not fold: skip, loudly
+                    log.exception("game %s: cannot fold the log to check its clock", row.id)
+                    continue
+                events = timeout_events(state, now)
+                if not events:
+                    # the row's deadline is stale (e.g. a move committed meanwhile): fix it
+                    deadline = state.clock.deadline()
+                    with contextlib.suppress(ConflictError):
+                        await self.store.set_deadline(
+                            row.id,
+                            None if deadline is None else ms_to_dt(deadline),
+                            expect_seq=state.last_seq,
+                        )
+                    continue
+                try:
+                    stored = await self._commit(state, events)
+                except ConflictError:  # another instance ended it, or a move came first
+                    self._cache.pop(row.id, None)
+                    continue
+                await self._publish(stored)
+                out.extend(stored)
+        return out
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def state(self, game_id: int) -> GameState:
+        """The game's current state (caught up with the log). Read it, never change it."""
+        async with self._lock(game_id):
+            return await self._fresh(game_id, catch_up=True)
+
+    async def view(self, game_id: int) -> GameView:
+        """The full state for a client that subscribes (clocks as of now)."""
+        state = await self.state(game_id)
+        return state.view(self.clock_fn())
+
+    async def events_since(
+        self, game_id: int, seq: int = 0, *, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """Committed events with ``seq > seq`` (for clients that resync)."""
+        rows = await self.store.events_since(game_id, seq, limit=limit)
+        return [StoredEvent.from_record(r) for r in rows]
+
+    def forget(self, game_id: int) -> None:
+        """Drop a game's cached state (the next use folds the log again)."""
+        self._cache.pop(game_id, None)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _lock(self, game_id: int) -> asyncio.Lock:
+        lock = self._locks.get(game_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[game_id] = lock
+        return lock
+
+    def _put(self, state: GameState) -> None:
+        self._cache[state.game_id] = state
+        self._cache.move_to_end(state.game_id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    async def _fresh(self, game_id: int, *, catch_up: bool) -> GameState:
+        """The cached state (caught up with the log when ``catch_up``), or the fold of the
+        whole log on a miss."""
+        state = self._cache.get(game_id)
+        if state is not None:
+            self._cache.move_to_end(game_id)
+            if catch_up:
+                await self._catch_up(state)
+            return state
+        rows = await self.store.events_since(game_id, 0)
+        if not rows:
+            raise GameNotFound(f"game {game_id} not found")
+        state = GameState.from_events(rows)
+        self._put(state)
+        return state
+
+    async def _catch_up(self, state: GameState) -> bool:
+        """Fold events committed elsewhere into ``state``; True if there were any."""
+        rows = await self.store.events_since(state.game_id, state.last_seq)
+        if not rows:
+            return False
+        try:
+            state.apply_all(rows)
+        except Exception:
+            self._cache.pop(state.game_id, None)
+            raise
+        return True
+
+    async def _commit(self, state: GameState, events: list[GameEvent]) -> list[StoredEvent]:
+        first = state.last_seq + 1
+        new = [NewEvent(first + i, event_kind(e), encode_payload(e)) for i, e in enumerate(events)]
+        try:
+            rows = await self.store.append_events(
+                state.game_id, new, change=_row_change(events), expect_status=state.status
+            )
+        except NotFoundError:
+            self._cache.pop(state.game_id, None)
+            raise GameNotFound(f"game {state.game_id} not found") from None
+        stored = [
+            StoredEvent(game_id=state.game_id, seq=r.seq, created_at=r.created_at, event=e)
+            for r, e in zip(rows, events, strict=True)
+        ]
+        try:
+            for s in stored:
+                state.apply(s.event, s.seq)
+        except Exception:  # committed, but the fold failed: never serve this state again
+            self._cache.pop(state.game_id, None)
+            log.exception("game %s: folding committed events failed", state.game_id)
+            raise
+        return stored
+
+    async def _read(self, game_id: int, first: int, last: int) -> list[StoredEvent]:
+        rows = await self.store.events_since(game_id, first - 1, limit=last - first + 1)
+        return [StoredEvent.from_record(r) for r in rows]
+
+    async def _publish(self, stored: list[StoredEvent]) -> None:
+        for hook in list(self.on_events):
+            try:
+                await hook(stored)
+            except Exception:
+                log.exception("game %s: an on_events hook failed", stored[0].game_id)
