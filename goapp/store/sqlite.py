@@ -81,6 +81,9 @@ from .records import (
 
 log = logging.getLogger(__name__)
 
+#: How long opening a store waits for another process's migration to finish.
+MIGRATION_LOCK_WAIT_S = 120
+
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 
@@ -289,7 +292,17 @@ class SQLiteStore(Store):
     def _setup_writer(
         self, c: sqlite3.Connection, migrate: bool, migrations: list[Migration]
     ) -> list[str]:
-        c.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        # Another process may hold the lock for a long migration; a starting server waits
+        # for it (up to MIGRATION_LOCK_WAIT_S) instead of failing after busy_timeout.
+        c.execute(f"PRAGMA busy_timeout = {max(self._busy_ms, MIGRATION_LOCK_WAIT_S * 1000)}")
+        try:
+            return self._prepare_writer(c, migrate, migrations)
+        finally:
+            c.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
+    def _prepare_writer(
+        self, c: sqlite3.Connection, migrate: bool, migrations: list[Migration]
+    ) -> list[str]:
         mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreUnavailableError(
