@@ -209,6 +209,16 @@ def test_game_score_counts_captures_under_territory_rules() -> None:
         ("Draw", None, ResultReason.DRAW, None, "0"),
         ("Void", None, ResultReason.VOID, None, "Void"),
         ("?", None, ResultReason.UNKNOWN, None, "?"),
+        ("B+0", None, ResultReason.DRAW, None, "0"),
+        ("b + 3,5", Color.BLACK, ResultReason.SCORE, 3.5, "B+3.5"),
+        ("W+Timeout", Color.WHITE, ResultReason.TIME, None, "W+T"),
+        ("No result", None, ResultReason.VOID, None, "Void"),
+        ("白中盘胜", Color.WHITE, ResultReason.RESIGN, None, "W+R"),
+        ("黒 時間勝ち", Color.BLACK, ResultReason.TIME, None, "B+T"),
+        ("白胜", Color.WHITE, ResultReason.WIN, None, "W+"),
+        ("和棋", None, ResultReason.DRAW, None, "0"),
+        ("백 승 4집반", Color.WHITE, ResultReason.SCORE, 4.5, "W+4.5"),
+        ("黑胜2子", Color.BLACK, ResultReason.SCORE, 4.0, "B+4"),
     ],
 )
 def test_result_parse_and_format(
@@ -220,7 +230,9 @@ def test_result_parse_and_format(
     assert Result.parse(str(r)) == r
 
 
-@pytest.mark.parametrize("bad", ["X+3", "B+-2", "B+abc", "B3.5", "W+inf", "B+nan"])
+@pytest.mark.parametrize(
+    "bad", ["X+3", "B+-2", "B+abc", "B3.5", "W+inf", "B+nan", "Black wins", "白胜3目又"]
+)
 def test_bad_results_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         Result.parse(bad)
@@ -234,6 +246,9 @@ def test_result_constructors() -> None:
     assert str(Result.timeout(Color.BLACK)) == "B+T"
     assert str(Result.forfeit(Color.WHITE)) == "W+F"
     assert str(Result.void()) == "Void"
+    assert str(Result.win(Color.BLACK)) == "B+"
+    assert str(Result.by_score(1234567.5)) == "B+1234567.5"  # no exponent
+    assert str(Result.unknown("Black wins")) == "Black wins"
     assert Result.by_score(-2).black_minus_white() == -2
     assert Result.resignation(Color.BLACK).black_minus_white() is None
     with pytest.raises(ValueError):
@@ -242,6 +257,8 @@ def test_result_constructors() -> None:
         Result(None, ResultReason.RESIGN)
     with pytest.raises(ValueError):
         Result(Color.BLACK, ResultReason.DRAW)
+    with pytest.raises(ValueError):
+        Result(None, ResultReason.DRAW, raw="Jigo")  # only an unknown result keeps its text
 
 
 def test_named_rulesets_match_katago() -> None:

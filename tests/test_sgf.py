@@ -11,28 +11,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goapp import __version__
+from goapp.rules import Color, Result, ResultReason
 from goapp.rules.rulesets import KoRule, Rules, ScoringRule
 from goapp.rules.sgf import (
     DEFAULT_MAX_BYTES,
     GameInfo,
     GameRecord,
-    GameResult,
     Move,
     Node,
-    ResultKind,
     SgfError,
     expand_points,
-    format_result,
     parse_collection,
     parse_komi,
-    parse_result,
     parse_sgf,
     point_to_sgf,
     read_record,
     record_to_sgf,
     replay,
-    result_from_core,
-    result_to_core,
     rules_from_sgf,
     rules_to_sgf,
     sgf_to_point,
@@ -125,7 +120,7 @@ def test_gb2312_declared_file_is_read_as_gb18030() -> None:
     assert root.get("PW") == "申真谞"  # not in GB2312 proper: real files need GBK/GB18030
     assert root.get("CA") == "gb2312"
     record = GameRecord.from_tree(root)
-    assert record.info.result == GameResult(ResultKind.RESIGN, "B", raw="黑中盘胜")
+    assert record.info.result == Result.resignation(Color.BLACK)  # read from 黑中盘胜
     assert record.moves[-1].comment == "好棋"
 
 
@@ -400,52 +395,69 @@ def test_expand_points() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "kind", "winner", "margin", "out"),
+    ("text", "reason", "winner", "margin", "out"),
     [
-        ("B+3.5", ResultKind.SCORE, "B", 3.5, "B+3.5"),
-        ("W+0.5", ResultKind.SCORE, "W", 0.5, "W+0.5"),
-        ("W+15.50", ResultKind.SCORE, "W", 15.5, "W+15.5"),
-        ("B+12", ResultKind.SCORE, "B", 12.0, "B+12"),
-        ("b+3,5", ResultKind.SCORE, "B", 3.5, "B+3.5"),
-        ("W+R", ResultKind.RESIGN, "W", None, "W+R"),
-        ("W+Resign", ResultKind.RESIGN, "W", None, "W+R"),
-        ("B+Res.", ResultKind.RESIGN, "B", None, "B+R"),
-        ("B+T", ResultKind.TIME, "B", None, "B+T"),
-        ("W+Time", ResultKind.TIME, "W", None, "W+T"),
-        ("B+F", ResultKind.FORFEIT, "B", None, "B+F"),
-        ("W+Forfeit", ResultKind.FORFEIT, "W", None, "W+F"),
-        ("B+", ResultKind.WIN, "B", None, "B+"),
-        ("0", ResultKind.DRAW, None, None, "0"),
-        ("Draw", ResultKind.DRAW, None, None, "0"),
-        ("Jigo", ResultKind.DRAW, None, None, "0"),
-        ("Void", ResultKind.VOID, None, None, "Void"),
-        ("?", ResultKind.UNKNOWN, None, None, "?"),
-        ("", ResultKind.UNKNOWN, None, None, "?"),
-        ("B+-3", ResultKind.UNKNOWN, None, None, "B+-3"),
-        ("Black wins", ResultKind.UNKNOWN, None, None, "Black wins"),
-        ("黑中盘胜", ResultKind.RESIGN, "B", None, "B+R"),
-        ("白胜3目半", ResultKind.SCORE, "W", 3.5, "W+3.5"),
-        ("黑胜1又3/4子", ResultKind.SCORE, "B", 3.5, "B+3.5"),
-        ("흑 불계승", ResultKind.RESIGN, "B", None, "B+R"),
+        ("B+3.5", ResultReason.SCORE, Color.BLACK, 3.5, "B+3.5"),
+        ("W+0.5", ResultReason.SCORE, Color.WHITE, 0.5, "W+0.5"),
+        ("W+15.50", ResultReason.SCORE, Color.WHITE, 15.5, "W+15.5"),
+        ("B+12", ResultReason.SCORE, Color.BLACK, 12.0, "B+12"),
+        ("b+3,5", ResultReason.SCORE, Color.BLACK, 3.5, "B+3.5"),
+        ("W+R", ResultReason.RESIGN, Color.WHITE, None, "W+R"),
+        ("W+Resign", ResultReason.RESIGN, Color.WHITE, None, "W+R"),
+        ("B+Res.", ResultReason.RESIGN, Color.BLACK, None, "B+R"),
+        ("B+T", ResultReason.TIME, Color.BLACK, None, "B+T"),
+        ("W+Time", ResultReason.TIME, Color.WHITE, None, "W+T"),
+        ("B+F", ResultReason.FORFEIT, Color.BLACK, None, "B+F"),
+        ("W+Forfeit", ResultReason.FORFEIT, Color.WHITE, None, "W+F"),
+        ("B+", ResultReason.WIN, Color.BLACK, None, "B+"),
+        ("0", ResultReason.DRAW, None, None, "0"),
+        ("Draw", ResultReason.DRAW, None, None, "0"),
+        ("Jigo", ResultReason.DRAW, None, None, "0"),
+        ("Void", ResultReason.VOID, None, None, "Void"),
+        ("?", ResultReason.UNKNOWN, None, None, "?"),
+        ("", ResultReason.UNKNOWN, None, None, "?"),
+        ("B+-3", ResultReason.UNKNOWN, None, None, "B+-3"),
+        ("Black wins", ResultReason.UNKNOWN, None, None, "Black wins"),
+        ("黑中盘胜", ResultReason.RESIGN, Color.BLACK, None, "B+R"),
+        ("白胜3目半", ResultReason.SCORE, Color.WHITE, 3.5, "W+3.5"),
+        ("黑胜1又3/4子", ResultReason.SCORE, Color.BLACK, 3.5, "B+3.5"),
+        ("흑 불계승", ResultReason.RESIGN, Color.BLACK, None, "B+R"),
     ],
 )
 def test_results(
-    text: str, kind: ResultKind, winner: str | None, margin: float | None, out: str
+    text: str, reason: ResultReason, winner: Color | None, margin: float | None, out: str
 ) -> None:
-    result = parse_result(text)
-    assert (result.kind, result.winner, result.margin) == (kind, winner, margin)
-    assert result.to_sgf() == out == str(result)
-    # the canonical form reads back to the same result
-    again = parse_result(out)
-    assert (again.kind, again.winner, again.margin) == (kind, winner, margin)
+    """RE values as SGF import reads them: ``Result.parse(text, strict=False)``."""
+    result = Result.parse(text, strict=False)
+    assert (result.reason, result.winner, result.margin) == (reason, winner, margin)
+    assert str(result) == out
+    # the canonical form reads back to the same result (an unreadable text included)
+    again = Result.parse(out, strict=False)
+    assert (again.reason, again.winner, again.margin) == (reason, winner, margin)
+    assert again == result and str(again) == out
 
 
-def test_format_result_rejects_incomplete() -> None:
+def test_unreadable_results_keep_their_text() -> None:
+    assert Result.parse("Black wins", strict=False) == Result.unknown("Black wins")
+    assert Result.parse("B+-3", strict=False).raw == "B+-3"
+    assert Result.unknown("Black wins") != Result.unknown()
+    # "?" and "" are the plain unknown result, whatever the spelling
+    assert Result.parse("", strict=False) == Result.parse(" ? ", strict=False) == Result.unknown()
+    assert Result.unknown("?").raw is None and Result.unknown("").raw is None
+    for text in ["B+-3", "Black wins"]:
+        with pytest.raises(ValueError):
+            Result.parse(text)  # strict (the default) refuses them
+
+
+def test_incomplete_results_are_refused() -> None:
     with pytest.raises(ValueError):
-        format_result(GameResult(ResultKind.SCORE, "B"))
+        Result(Color.BLACK, ResultReason.SCORE)  # no margin
     with pytest.raises(ValueError):
-        format_result(GameResult(ResultKind.RESIGN))
-    assert format_result(GameResult(ResultKind.SCORE, "W", 7.0)) == "W+7"
+        Result(None, ResultReason.RESIGN)  # no winner
+    with pytest.raises(ValueError):
+        Result(Color.BLACK, ResultReason.RESIGN, raw="B+Resign")  # only unknown keeps text
+    assert str(Result(Color.WHITE, ResultReason.SCORE, 7.0)) == "W+7"
+    assert str(Result.win(Color.BLACK)) == "B+"
 
 
 @pytest.mark.parametrize(
@@ -539,9 +551,9 @@ def test_corpus_round_trip(path: pathlib.Path) -> None:
     assert back.setup_black == record.setup_black and back.setup_white == record.setup_white
     assert back.info.size == record.info.size and back.info.komi == record.info.komi
     assert back.info.rules == record.info.rules
-    if record.info.result is not None and record.info.result.kind is not ResultKind.UNKNOWN:
-        assert back.info.result is not None
-        assert back.info.result.to_sgf() == record.info.result.to_sgf()
+    assert back.info.result == record.info.result  # unreadable RE text included
+    if record.info.result is not None:
+        assert str(back.info.result) == str(record.info.result)
 
 
 def test_kgs_record() -> None:
@@ -552,7 +564,7 @@ def test_kgs_record() -> None:
     assert (info.black, info.black_rank, info.white, info.white_rank) == (
         "mooncake", "1k", "Lucifer", "2d"
     )  # fmt: skip
-    assert info.result == GameResult(ResultKind.RESIGN, "W", raw="W+Resign")
+    assert info.result == Result.resignation(Color.WHITE)  # read from W+Resign
     assert info.time_limit == 1800 and info.overtime == "5x30 byo-yomi"
     assert info.date == "2019-03-14" and info.application == "CGoban:3"
     assert info.place == "The KGS Go Server at http://www.gokgs.com/"
@@ -569,7 +581,7 @@ def test_ogs_record_with_passes_and_variation() -> None:
     assert len(root.children) == 1 and len(root.children[0].children) == 2
     record = GameRecord.from_tree(root)
     assert record.info.place == "OGS: https://online-go.com/game/55512345"
-    assert record.info.result == GameResult(ResultKind.SCORE, "B", 12.5, raw="B+12.5")
+    assert record.info.result == Result(Color.BLACK, ResultReason.SCORE, 12.5)
     assert record.info.game_name == "Friendly Match"
     assert record.info.comment is not None and "good luck" in record.info.comment
     assert len(record.moves) == 14
@@ -620,7 +632,7 @@ def test_katrain_record() -> None:
     record = read_record(corpus("katrain.sgf"))
     assert record.info.application == "KaTrain:1.14.0" and record.info.rules_name == "JP"
     assert record.info.rules == Rules.from_name("japanese") and record.info.rules_known
-    assert record.info.result is not None and record.info.result.to_sgf() == "W+R"
+    assert record.info.result is not None and str(record.info.result) == "W+R"
     assert record.root is not None and record.root.get("KTV") == "1.0"
     first = record.root.children[0]
     assert first.get_all("KT") == ["eyJyb290SW5mbyI6eyJzY29yZUxlYWQiOi02LjJ9fQ==", "RG9uZQ=="]
@@ -636,7 +648,7 @@ def test_ff3_record() -> None:
         "Kitani Minoru", "Go Seigen", "5d", "5d"
     )  # fmt: skip
     assert info.komi == 0 and info.date == "1933-10-16"
-    assert info.result == GameResult(ResultKind.SCORE, "W", 2.0, raw="W+2")
+    assert info.result == Result(Color.WHITE, ResultReason.SCORE, 2.0)
     assert info.comment == "From an old FF[3] archive."
     assert [m.color for m in record.moves] == ["B", "W", "B", "W", "B", "W"]
     assert record.moves[4].comment == "Old files mix long and short names."
@@ -656,7 +668,7 @@ def test_handicap_record() -> None:
 def test_chinese_records() -> None:
     record = read_record(corpus("chinese_rules.sgf"))
     assert record.info.rules == Rules.from_name("chinese") and record.info.komi == 7.5
-    assert record.info.result == GameResult(ResultKind.RESIGN, "B", raw="B+R")
+    assert record.info.result == Result.resignation(Color.BLACK)
     assert (record.info.event, record.info.round) == ("Mock Cup", "Final, game 1")
     assert len(record.moves) == 28
     old = read_record(corpus("chinese_old_komi.sgf"))
@@ -728,7 +740,7 @@ def test_record_to_sgf_export() -> None:
         height=19,
         komi=6.5,
         rules=Rules.from_name("japanese"),
-        result=parse_result("W+R"),
+        result=Result.parse("W+R"),
         black="alice",
         white="bob]\\",
         black_rank="3k",
@@ -749,7 +761,7 @@ def test_record_to_sgf_export() -> None:
     assert ";B[pd]BL[598.25];W[dp]C[hi];B[];W[qq]" in text
     back = read_record(text)
     assert back.moves == moves
-    assert back.info.white == "bob]\\" and back.info.result == parse_result("W+R")
+    assert back.info.white == "bob]\\" and back.info.result == Result.resignation(Color.WHITE)
     assert back.info.application == f"goapp:{__version__}"
     assert record_to_sgf(info, moves, application="test:1").count("AP[test:1]") == 1
 
@@ -944,14 +956,16 @@ def test_replay_errors_and_fill_passes() -> None:
         replay(read_record("(;SZ[52];B[aa])"))
 
 
-def test_results_convert_to_and_from_the_core() -> None:
-    from goapp.rules import Color, Result, ResultReason
-
-    for text in ["B+3.5", "W+R", "B+T", "W+F", "B+", "0", "Void", "?"]:
-        ours = parse_result(text)
-        core = result_to_core(ours)
-        assert str(core) == text
-        back = result_from_core(core)
-        assert back.to_sgf() == text and back.kind is ours.kind and back.winner == ours.winner
-    assert result_to_core(parse_result("nonsense")) == Result.unknown()
-    assert result_to_core(parse_result("W+12.5")) == Result(Color.WHITE, ResultReason.SCORE, 12.5)
+def test_record_result_is_the_core_result() -> None:
+    """GameInfo.result is goapp.rules.Result: what the core computes is what SGF writes."""
+    for text in ["B+3.5", "W+R", "B+T", "W+F", "B+", "0", "Void", "?", "Black wins"]:
+        record = read_record(f"(;SZ[9]RE[{text}])")
+        assert isinstance(record.info.result, Result)
+        assert str(record.info.result) == text
+        assert f"RE[{text}]" in record.to_sgf()  # unreadable text round-trips as it was
+    assert read_record("(;RE[nonsense])").info.result == Result.unknown("nonsense")
+    assert read_record("(;RE[W+12.5])").info.result == Result(Color.WHITE, ResultReason.SCORE, 12.5)
+    assert read_record("(;SZ[9])").info.result is None
+    game = replay(read_record("(;SZ[9]KM[6.5];B[ee];W[];B[])"))
+    info = GameInfo(width=9, height=9, komi=6.5, result=game.result())
+    assert read_record(record_to_sgf(info, [])).info.result == game.result()

@@ -13,10 +13,9 @@ Public API::
     replay(record, *, fill_passes=False) -> goapp.rules.Game
     sgf_to_point("pd", size) -> (15, 3) | None;  point_to_sgf((15, 3)) -> "pd"
     expand_points(values, size) -> list[(x, y)]       # "aa:cc" rectangles
-    parse_result(text) -> GameResult;  format_result(result) -> str
+    GameInfo.result: goapp.rules.Result   # Result.parse(RE, strict=False); str(result)
     parse_komi(text) -> float | None
     rules_from_sgf(text, default) -> (Rules, known);  rules_to_sgf(rules) -> str
-    result_to_core(GameResult) -> goapp.rules.Result;  result_from_core(Result) -> GameResult
     SgfError(ValueError): .reason, .line, .column
 
 Two layers:
@@ -77,14 +76,15 @@ Game-info interpretation (:class:`GameInfo`)
       Missing or unknown rules give :data:`DEFAULT_RULES_NAME` (Japanese, the default
       of KGS and OGS, where most SGF files come from); the raw text stays in
       ``GameInfo.rules_name`` and ``GameInfo.rules_known`` says whether it was recognised.
-    * ``RE``: :func:`parse_result`; unparseable text is kept as an ``UNKNOWN`` result
-      whose ``to_sgf()`` gives the original text back.
+    * ``RE``: a :class:`goapp.rules.Result`, read with ``Result.parse(text, strict=False)``
+      (the spellings it knows: ``B+3.5``, ``W+Resign``, ``黑中盘胜``...) and written as
+      ``str(result)``, the canonical form; unreadable text is kept as
+      ``Result.unknown(text)``, which writes the original text back.
 """
 
 from __future__ import annotations
 
 import codecs
-import enum
 import json
 import math
 import re
@@ -92,6 +92,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from goapp.rules.result import Result
 from goapp.rules.rulesets import (
     KoRule,
     Rules,
@@ -103,7 +104,6 @@ from goapp.rules.rulesets import (
 
 if TYPE_CHECKING:
     from goapp.rules.game import Game as CoreGame
-    from goapp.rules.result import Result as CoreResult
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -113,24 +113,18 @@ __all__ = [
     "Color",
     "GameInfo",
     "GameRecord",
-    "GameResult",
     "Move",
     "Node",
     "Point",
-    "ResultKind",
     "SgfError",
     "expand_points",
-    "format_result",
     "parse_collection",
     "parse_komi",
-    "parse_result",
     "parse_sgf",
     "point_to_sgf",
     "read_record",
     "record_to_sgf",
     "replay",
-    "result_from_core",
-    "result_to_core",
     "rules_from_sgf",
     "rules_to_sgf",
     "sgf_to_point",
@@ -710,152 +704,9 @@ def _tt(size: int | tuple[int, int]) -> Point:
     return (19, 19)
 
 
-# --------------------------------------------------------------------------- results
-
-
-class ResultKind(enum.Enum):
-    SCORE = "score"  #: won by a margin of points (``B+3.5``)
-    RESIGN = "resign"  #: ``B+R``
-    TIME = "time"  #: ``B+T``
-    FORFEIT = "forfeit"  #: ``B+F``
-    WIN = "win"  #: a win, no margin or reason given (``B+``)
-    DRAW = "draw"  #: jigo, written ``0``
-    VOID = "void"  #: no result / suspended, written ``Void``
-    UNKNOWN = "unknown"  #: ``?`` or text that could not be read
-
-
-@dataclass(frozen=True, slots=True)
-class GameResult:
-    """A typed ``RE`` value. ``winner`` is ``"B"``/``"W"`` for wins, else None;
-    ``margin`` is set for :attr:`ResultKind.SCORE` only; ``raw`` is the text read (for
-    an ``UNKNOWN`` result other than ``?`` it is written back as it was)."""
-
-    kind: ResultKind
-    winner: Color | None = None
-    margin: float | None = None
-    raw: str | None = None
-
-    def to_sgf(self) -> str:
-        return format_result(self)
-
-    def __str__(self) -> str:
-        return format_result(self)
-
-
-_RESULT_RE = re.compile(r"\s*([BbWw])\s*\+\s*(.*?)\s*\Z", re.S)
-_REASONS = {
-    "r": ResultKind.RESIGN,
-    "res": ResultKind.RESIGN,
-    "resign": ResultKind.RESIGN,
-    "resigned": ResultKind.RESIGN,
-    "resignation": ResultKind.RESIGN,
-    "t": ResultKind.TIME,
-    "time": ResultKind.TIME,
-    "timeout": ResultKind.TIME,
-    "f": ResultKind.FORFEIT,
-    "forfeit": ResultKind.FORFEIT,
-    "": ResultKind.WIN,
-}
-_REASON_LETTER = {ResultKind.RESIGN: "R", ResultKind.TIME: "T", ResultKind.FORFEIT: "F"}
-
-
-# Chinese, Japanese and Korean results as Fox, Tygem and old archives write them:
-# 黑中盘胜 (B+R), 白胜3目半 (W+3.5), 黑胜1又3/4子 (B+3.5: stones count double), 흑 불계승.
-_CJK_RESULT_RE = re.compile(
-    r"\s*(?P<color>[黑黒흑]|[白백])\s*(?:"
-    r"(?P<resign>中盘胜|中盤勝|中押し?勝ち?|불계\s*승)"
-    r"|(?P<time>超时胜|超時勝|時間勝ち?|시간승)"
-    r"|(?:胜|勝ち?|승)\s*(?P<num>\d+(?:\.\d+)?)?\s*(?:又?\s*(?P<frac>[1-3])/4)?\s*"
-    r"(?P<unit>目半|目|子|집반|집)?\s*(?P<half>半)?)\s*\Z"
-)
-
-
-def _parse_cjk_result(text: str, raw: str) -> GameResult | None:
-    m = _CJK_RESULT_RE.match(text)
-    if m is None:
-        return None
-    winner: Color = "B" if m.group("color") in "黑黒흑" else "W"
-    if m.group("resign"):
-        return GameResult(ResultKind.RESIGN, winner, raw=raw)
-    if m.group("time"):
-        return GameResult(ResultKind.TIME, winner, raw=raw)
-    if m.group("num") is None and m.group("frac") is None:
-        return (
-            None
-            if m.group("unit") or m.group("half")
-            else GameResult(ResultKind.WIN, winner, raw=raw)
-        )
-    margin = float(m.group("num") or 0) + int(m.group("frac") or 0) / 4
-    unit = m.group("unit") or ""
-    if unit in ("目半", "집반") or m.group("half"):
-        margin += 0.5
-    if unit == "子":
-        margin *= 2
-    if margin <= 0:
-        return None
-    return GameResult(ResultKind.SCORE, winner, margin, raw=raw)
-
-
-def parse_result(value: str) -> GameResult:
-    """Read an ``RE`` value: ``B+3.5``, ``W+R`` (also ``Resign``, ``Res.``), ``B+T``
-    (``Time``), ``B+F`` (``Forfeit``), ``B+``, ``0``/``Draw``/``Jigo``, ``Void``, ``?``,
-    and the common Chinese/Japanese/Korean forms (``黑中盘胜`` is ``B+R``, ``白胜3目半`` is
-    ``W+3.5``, ``黑胜1又3/4子`` is ``B+3.5``: a stone, 子, counts two points).
-    Never raises: anything else is an ``UNKNOWN`` result that keeps the text."""
-    text = value.strip()
-    low = text.lower()
-    if low in ("0", "draw", "jigo", "drawn", "0.0", "b+0", "w+0", "b+0.0", "w+0.0"):
-        return GameResult(ResultKind.DRAW, raw=value)
-    if low in ("void", "no result", "noresult"):
-        return GameResult(ResultKind.VOID, raw=value)
-    if low == "?":
-        return GameResult(ResultKind.UNKNOWN, raw=value)
-    m = _RESULT_RE.match(text)
-    if m:
-        winner: Color = "B" if m.group(1) in "Bb" else "W"
-        rest = m.group(2)
-        reason = _REASONS.get(rest.lower().rstrip("."))
-        if reason is not None:
-            return GameResult(reason, winner, raw=value)
-        try:
-            margin = float(rest.replace(",", "."))
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(margin) and margin > 0:
-                return GameResult(ResultKind.SCORE, winner, margin, raw=value)
-    cjk = _parse_cjk_result(text, value)
-    if cjk is not None:
-        return cjk
-    if text in ("和棋", "持碁", "무승부"):
-        return GameResult(ResultKind.DRAW, raw=value)
-    return GameResult(ResultKind.UNKNOWN, raw=value)
-
-
 def _format_number(value: float) -> str:
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
-
-
-def format_result(result: GameResult) -> str:
-    """The SGF text of a result: ``B+3.5``, ``W+R``, ``B+T``, ``B+F``, ``B+``, ``0``,
-    ``Void``, ``?`` (or the original text of an unreadable one)."""
-    kind = result.kind
-    if kind is ResultKind.DRAW:
-        return "0"
-    if kind is ResultKind.VOID:
-        return "Void"
-    if kind is ResultKind.UNKNOWN:
-        return result.raw if result.raw and result.raw.strip() else "?"
-    if result.winner not in ("B", "W"):
-        raise ValueError(f"a {kind.value} result needs a winner 'B' or 'W'")
-    if kind is ResultKind.SCORE:
-        if result.margin is None:
-            raise ValueError("a score result needs a margin")
-        return f"{result.winner}+{_format_number(result.margin)}"
-    if kind is ResultKind.WIN:
-        return f"{result.winner}+"
-    return f"{result.winner}+{_REASON_LETTER[kind]}"
 
 
 # --------------------------------------------------------------------------- rules / komi
@@ -1007,7 +858,7 @@ class GameInfo:
     rules: Rules = field(default_factory=lambda: Rules.from_name(DEFAULT_RULES_NAME))
     rules_name: str | None = None  #: the RU text as read (None: absent)
     rules_known: bool = False  #: whether rules_name was recognised
-    result: GameResult | None = None
+    result: Result | None = None  #: RE (an unreadable one is Result.unknown(text))
     black: str | None = None  #: PB
     white: str | None = None  #: PW
     black_rank: str | None = None  #: BR
@@ -1111,7 +962,7 @@ def _info_from_root(root: Node, default_rules: str) -> GameInfo:
     info.rules_name = root.get("RU")
     info.rules, info.rules_known = rules_from_sgf(info.rules_name, default_rules)
     re_value = root.get("RE")
-    info.result = parse_result(re_value) if re_value is not None else None
+    info.result = Result.parse(re_value, strict=False) if re_value is not None else None
     for attr, ident in _TEXT_FIELDS:
         setattr(info, attr, root.get(ident))
     info.time_limit = _float_or_none(root.get("TM"))
@@ -1250,7 +1101,7 @@ def _build_tree(
     if info.overtime is not None:
         p["OT"] = [info.overtime]
     if info.result is not None:
-        p["RE"] = [format_result(info.result)]
+        p["RE"] = [str(info.result)]
     if info.comment is not None:
         p["C"] = [info.comment]
     size = info.size
@@ -1304,30 +1155,8 @@ def record_to_sgf(
 
 
 # --------------------------------------------------------------------------- rules core
-# The game core (goapp.rules.Game, goapp.rules.Result) is imported lazily so that this
-# module's parsing and writing never depend on it.
-
-
-def result_to_core(result: GameResult) -> CoreResult:
-    """The :class:`goapp.rules.Result` for a result read from SGF (an unreadable one is
-    ``Result.unknown()``)."""
-    from goapp.rules.coords import Color as CoreColor
-    from goapp.rules.result import Result, ResultReason
-
-    if result.kind is ResultKind.UNKNOWN:
-        return Result.unknown()
-    if result.kind is ResultKind.DRAW:
-        return Result.draw()
-    if result.kind is ResultKind.VOID:
-        return Result.void()
-    winner = CoreColor.BLACK if result.winner == "B" else CoreColor.WHITE
-    return Result(winner, ResultReason(result.kind.value), result.margin)
-
-
-def result_from_core(result: CoreResult) -> GameResult:
-    """A :class:`GameResult` for a :class:`goapp.rules.Result` (to export a game)."""
-    text = str(result)
-    return GameResult(ResultKind(result.reason.value), _parse_color(text[0]), result.margin, text)
+# The game core (goapp.rules.Game) is imported lazily so that this module's parsing and
+# writing never depend on it.
 
 
 def replay(record: GameRecord, *, fill_passes: bool = False) -> CoreGame:
