@@ -26,6 +26,16 @@ from goapp.rules.bench import replay_pairs
 GAMES = 20
 
 
+def _per(benchmark: Any, name: str, count: int, scale: float) -> None:
+    """``{name}_mean``/``{name}_min``: seconds per item times ``scale``. Under
+    ``--benchmark-disable`` (``make test``) there are no stats: nothing is recorded."""
+    if benchmark.stats is None:
+        return
+    stats = benchmark.stats.stats
+    benchmark.extra_info[f"{name}_mean"] = stats.mean / count * scale
+    benchmark.extra_info[f"{name}_min"] = stats.min / count * scale
+
+
 @pytest.fixture(scope="module")
 def recorded() -> list[list[int]]:
     return record_playout_games(GAMES, 19, 12345)
@@ -35,16 +45,14 @@ def test_random_playout_19x19(benchmark: Any) -> None:
     moves = benchmark(random_playouts, GAMES, 19, 12345)
     benchmark.extra_info["moves"] = moves
     benchmark.extra_info["avg_game_length"] = moves / GAMES
-    benchmark.extra_info["ns_per_move_mean"] = benchmark.stats.stats.mean / moves * 1e9
-    benchmark.extra_info["ns_per_move_min"] = benchmark.stats.stats.min / moves * 1e9
+    _per(benchmark, "ns_per_move", moves, 1e9)
     assert 430 < moves / GAMES < 480
 
 
 def test_is_legal_play_pair_from_python(benchmark: Any, recorded: list[list[int]]) -> None:
     pairs = benchmark(replay_pairs, recorded)
     benchmark.extra_info["pairs"] = pairs
-    benchmark.extra_info["us_per_pair_mean"] = benchmark.stats.stats.mean / pairs * 1e6
-    benchmark.extra_info["us_per_pair_min"] = benchmark.stats.stats.min / pairs * 1e6
+    _per(benchmark, "us_per_pair", pairs, 1e6)
 
 
 def _replay_game_layer(games: list[list[int]], ko: str) -> int:
@@ -64,8 +72,7 @@ def test_game_layer_play_from_python(
     games = recorded[:5]
     n = benchmark(_replay_game_layer, games, ruleset)
     benchmark.extra_info["moves"] = n
-    benchmark.extra_info["us_per_move_mean"] = benchmark.stats.stats.mean / n * 1e6
-    benchmark.extra_info["us_per_move_min"] = benchmark.stats.stats.min / n * 1e6
+    _per(benchmark, "us_per_move", n, 1e6)
 
 
 def test_scoring_19x19(benchmark: Any, recorded: list[list[int]]) -> None:
