@@ -9,16 +9,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the test suite drives for real (rules oracle, databases).
-TEST_DEBS := gnugo postgresql redis-server
+# Debian packages the test suite drives for real: the rules oracle, the databases, and
+# OpenCL on the CPU for KataGo.
+TEST_DEBS := gnugo postgresql redis-server ocl-icd-libopencl1 pocl-opencl-icd
+# KataGo: the OpenCL build from the katrain wheel on PyPI, and the small test model.
+KATAGO_DIR   ?= .katago
+KATAGO_MODEL ?= ../shared/katago/g170-b6c96-s175395328-d26788732.bin.gz
 PYTEST_ARGS ?=
 
-.PHONY: serve test build install system-deps lint typecheck pytest bench clean
+.PHONY: serve test build install system-deps katago lint typecheck pytest bench clean
 
 serve: build
 	$(BIN)/goapp serve $(SERVE_ARGS)
 
-test: build system-deps lint typecheck pytest
+test: build system-deps katago lint typecheck pytest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +50,10 @@ system-deps:
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# Installs KataGo into $(KATAGO_DIR) with the model; skips what is already there.
+katago: $(STAMP) system-deps
+	$(BIN)/python -m goapp.engine.setup --dest $(KATAGO_DIR) --model $(KATAGO_MODEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check goapp tests benches

@@ -1,4 +1,4 @@
-"""The ``goapp`` command: ``serve``, ``db``, ``bench``, ``settings``, ``version``.
+"""The ``goapp`` command: ``serve``, ``db``, ``engine``, ``bench``, ``settings``, ``version``.
 
 Each subcommand is a thin shell around a function of the package, so that tests and other
 tools call the same code the command line does.
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", metavar="FILE", help="TOML settings file")
     serve.add_argument("--host", help="listen address")
     serve.add_argument("--port", type=int, help="HTTP port")
+    serve.add_argument("--ws-port", type=int, help="WebSocket port (0: only /ws on HTTP port)")
     serve.add_argument("--data-dir", help="data directory")
     serve.add_argument("--database-url", help="database URL (sqlite:///... or postgresql://...)")
 
@@ -64,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--config", metavar="FILE", help="TOML settings file")
     backup.add_argument("--database-url", help="database URL (default: from settings)")
 
+    engine = sub.add_parser("engine", help="KataGo: install it, check it")
+    engine_sub = engine.add_subparsers(dest="engine_command", metavar="ACTION", required=True)
+    setup = engine_sub.add_parser(
+        "setup", help="install KataGo (OpenCL build from the katrain wheel on PyPI) into DIR"
+    )
+    setup.add_argument("--dest", default=".katago", help="install folder (default .katago)")
+    setup.add_argument("--model", help="KataGo model file (.bin.gz) to copy into DIR/models/")
+    check = engine_sub.add_parser(
+        "check", help="start KataGo, run one query, print its speed (visits/s)"
+    )
+    check.add_argument("--katago-dir", default=".katago", help="install folder (default .katago)")
+    check.add_argument("--visits", type=int, default=100, help="visits of the test query")
+    check.add_argument("--json", action="store_true", help="print JSON")
+
     bench = sub.add_parser("bench", help="measure this machine")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     core = bench_sub.add_parser("core", help="rules core: ns per playout move, µs per play")
@@ -80,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings_from(args: argparse.Namespace) -> Any:
     overrides = {
-        key: getattr(args, key, None) for key in ("host", "port", "data_dir", "database_url")
+        key: getattr(args, key, None)
+        for key in ("host", "port", "ws_port", "data_dir", "database_url")
     }
     return load_settings(getattr(args, "config", None), overrides=overrides)
 
@@ -134,6 +150,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_server(_settings_from(args))
 
+    if args.command == "engine":
+        return _engine(args)
+
     if args.command == "bench":
         from goapp.rules.bench import run_core_bench
 
@@ -148,6 +167,33 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "db":
         return asyncio.run(_db(args))
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from goapp.engine import setup
+
+    if args.engine_command == "setup":
+        argv = ["--dest", args.dest] + (["--model", args.model] if args.model else [])
+        return setup.main(argv)
+
+    from goapp.engine.katago import engine_check
+
+    paths = setup.installed_paths(Path(args.katago_dir))
+    if paths is None or paths.model is None:
+        print(
+            f"goapp: no KataGo binary and model in {args.katago_dir}; "
+            "run `goapp engine setup --dest DIR --model FILE` first",
+            file=sys.stderr,
+        )
+        return 1
+    report = asyncio.run(
+        engine_check(paths, visits=args.visits, print_fn=None if args.json else print)
+    )
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    return 0
 
 
 async def _db(args: argparse.Namespace) -> int:
