@@ -40,6 +40,11 @@ def _port(value: Any) -> None:
         raise ValueError("must be a TCP port between 0 and 65535")
 
 
+def _positive(value: Any) -> None:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+
+
 def _one_of(*choices: str) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if value not in choices:
@@ -89,6 +94,31 @@ class Settings:
         "survives application crashes but may lose the last commits on power loss.",
         validator=_one_of("FULL", "NORMAL"),
     )
+    ws_port: int = setting(
+        4001,
+        "Dedicated WebSocket port (0 disables it; /ws on the HTTP port always works).",
+        validator=_port,
+    )
+    site_url: str = setting(
+        "",
+        "Public origin of the site (https://go.example.org). WebSocket upgrades whose Origin "
+        "differs are refused. Empty means http://localhost:PORT and http://127.0.0.1:PORT.",
+        validator=_url_or_empty("http", "https"),
+    )
+    jwt_secret: str = setting(
+        "",
+        "Secret that signs access tokens (at least 32 bytes; hex from `openssl rand -hex 32`). "
+        "Empty: generated on first start and kept in DATA_DIR/jwt_secret, mode 0600.",
+        secret=True,
+    )
+    access_token_ttl: int = setting(
+        900, "Lifetime of an access token, in seconds.", validator=_positive
+    )
+    refresh_token_ttl: int = setting(
+        30 * 24 * 3600,
+        "Lifetime of a refresh token (how long a login lasts unused), in seconds.",
+        validator=_positive,
+    )
     log_level: str = setting(
         "info", "Log level.", validator=_one_of("debug", "info", "warning", "error")
     )
@@ -103,6 +133,13 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'goapp.db').resolve()}"
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """Origins a browser WebSocket may come from."""
+        if self.site_url:
+            return frozenset({self.site_url.rstrip("/")})
+        return frozenset({f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"})
 
     def redacted(self) -> dict[str, Any]:
         """All values, with secrets masked: safe to log or print."""
