@@ -1338,3 +1338,111 @@ def splitmix64_sequence(uint64_t seed, int n):
     """The first ``n`` outputs of splitmix64 seeded with ``seed`` (for tests)."""
     cdef uint64_t st = seed
     return [splitmix64(&st) for _ in range(n)]
+
+
+# -- WebSocket gateway hot paths -------------------------------------------------------------
+#
+# The fan-out builds each event's frame once and writes the same bytes to every subscriber
+# (goapp/server/hub.py), so the frame header is built here, not by aiohttp's writer. Server
+# frames are never masked (RFC 6455, 5.1) and never compressed (the shared frame requires
+# compress=False on the WebSocketResponse).
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+
+WS_OP_TEXT = 0x1
+WS_OP_BINARY = 0x2
+WS_OP_CLOSE = 0x8
+WS_OP_PING = 0x9
+WS_OP_PONG = 0xA
+
+
+cdef bytes _ws_frame(int opcode, bytes payload):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+    cdef Py_ssize_t hdr
+    cdef int i
+    cdef unsigned long long ln = <unsigned long long>n
+    if n < 126:
+        hdr = 2
+    elif n < 65536:
+        hdr = 4
+    else:
+        hdr = 10
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, hdr + n)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    p[0] = <unsigned char>(0x80 | opcode)  # FIN + opcode, RSV bits clear
+    if hdr == 2:
+        p[1] = <unsigned char>n  # MASK bit clear
+    elif hdr == 4:
+        p[1] = 126
+        p[2] = <unsigned char>((ln >> 8) & 0xFF)
+        p[3] = <unsigned char>(ln & 0xFF)
+    else:
+        p[1] = 127
+        for i in range(8):
+            p[2 + i] = <unsigned char>((ln >> (8 * (7 - i))) & 0xFF)
+    if n:
+        memcpy(p + hdr, PyBytes_AS_STRING(payload), n)
+    return out
+
+
+def encode_ws_text_frame(bytes payload not None):
+    """One unmasked, uncompressed, final WebSocket text frame (opcode 0x1) carrying
+    ``payload`` (UTF-8 JSON), with a 7-, 16- or 64-bit length as RFC 6455 requires."""
+    return _ws_frame(0x1, payload)
+
+
+def encode_ws_frame(int opcode, bytes payload not None):
+    """A final, unmasked frame of any opcode. Control frames (close, ping, pong: opcode
+    0x8 and above) must carry at most 125 bytes: ``ValueError`` otherwise."""
+    if opcode < 0 or opcode > 0xF:
+        raise ValueError(f"bad WebSocket opcode {opcode}")
+    if opcode >= 0x8 and PyBytes_GET_SIZE(payload) > 125:
+        raise ValueError("a control frame carries at most 125 bytes")
+    return _ws_frame(opcode, payload)
+
+
+# The client message types, in handler-table order (goapp/server/ws.py indexes its table
+# with dispatch_index; a test keeps the two in step).
+WS_MESSAGE_TYPES = (
+    "hello",
+    "subscribe",
+    "unsubscribe",
+    "subscribe_lobby",
+    "unsubscribe_lobby",
+    "action",
+    "chat",
+    "ping",
+    "auth",
+)
+
+
+def dispatch_index(str name not None):
+    """The handler index of a client message type (its place in ``WS_MESSAGE_TYPES``), or
+    -1 for an unknown type: a switch on the length and the first character picks the one
+    candidate, then one string comparison confirms it."""
+    cdef Py_ssize_t n = len(name)
+    cdef Py_UCS4 c
+    if n < 4 or n > 17:
+        return -1
+    c = name[0]
+    if n == 4:
+        if c == u"p":
+            return 7 if name == "ping" else -1
+        if c == u"c":
+            return 6 if name == "chat" else -1
+        if c == u"a":
+            return 8 if name == "auth" else -1
+    elif n == 6:
+        return 5 if name == "action" else -1
+    elif n == 9:
+        return 1 if name == "subscribe" else -1
+    elif n == 5:
+        return 0 if name == "hello" else -1
+    elif n == 11:
+        return 2 if name == "unsubscribe" else -1
+    elif n == 15:
+        return 3 if name == "subscribe_lobby" else -1
+    elif n == 17:
+        return 4 if name == "unsubscribe_lobby" else -1
+    return -1

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import time
 from typing import Any
 
 import orjson
+
+#: The id of the HTTP request being handled (set by the API middleware); every JSON log line
+#: written while handling it carries it as ``request_id``.
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is logged.
 _STANDARD_ATTRS = frozenset(
@@ -26,6 +31,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

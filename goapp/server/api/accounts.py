@@ -1,0 +1,303 @@
+"""Accounts: register, login, refresh (rotation with reuse detection), logout, me, users."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from goapp.server import auth
+from goapp.server.api.common import (
+    Param,
+    Route,
+    client_ip,
+    ctx_of,
+    db,
+    decode_body,
+    json_response,
+    rate_limit,
+    require_user_id,
+)
+from goapp.server.auth import InvalidTokenError, InvalidUsernameError
+from goapp.server.context import ServerContext
+from goapp.server.errors import ApiError
+from goapp.store.errors import ConflictError, NotFoundError
+from goapp.store.records import User
+
+log = logging.getLogger("goapp.api")
+
+
+class Credentials(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of register and login."""
+
+    name: str
+    password: str
+
+
+class RefreshBody(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: str
+
+
+class UserOut(msgspec.Struct):
+    id: int
+    name: str
+    rating: float
+    games_count: int
+    created_at: datetime
+
+
+class Session(msgspec.Struct):
+    """What register, login and refresh answer."""
+
+    user: UserOut
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class Ok(msgspec.Struct):
+    ok: bool
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        name=user.name,
+        rating=round(user.rating, 1),
+        games_count=user.games_count,
+        created_at=user.created_at,
+    )
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    """scrypt is CPU-bound (~0.1 s): never on the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+async def _session(ctx: ServerContext, user: User) -> Session:
+    settings = ctx.settings
+    now = int(time.time())
+    access = auth.issue_access_token(ctx.secret, user.id, user.name, settings.access_token_ttl, now)
+    refresh, refresh_hash = auth.new_refresh_token()
+    expires = datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl)
+    await db("create_refresh_token", ctx.store.create_refresh_token(refresh_hash, user.id, expires))
+    return Session(
+        user=user_out(user),
+        access_token=access,
+        token_type="Bearer",
+        expires_in=settings.access_token_ttl,
+        refresh_token=refresh,
+        refresh_expires_in=settings.refresh_token_ttl,
+    )
+
+
+async def register(request: web.Request) -> web.Response:
+    rate_limit(request, ("register:ip", client_ip(request)))
+    body = await decode_body(request, Credentials)
+    ctx = ctx_of(request)
+    name = auth.validate_username(body.name)
+    auth.validate_password(body.password)
+    password_hash = await _in_thread(auth.hash_password, body.password)
+    try:
+        user = await db(
+            "create_user",
+            ctx.store.create_user(name, password_hash, key=auth.username_key(name)),
+        )
+    except ConflictError:
+        raise ApiError(409, "name_taken", f"the name {name!r} is taken") from None
+    log.info("user registered", extra={"user_id": user.id})
+    return json_response(await _session(ctx, user), status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    rate_limit(request, ("login:ip", client_ip(request)))
+    body = await decode_body(request, Credentials)
+    ctx = ctx_of(request)
+    user: User | None = None
+    try:
+        name = auth.validate_username(body.name)
+        user = await db(
+            "get_user_by_name", ctx.store.get_user_by_name(name, key=auth.username_key(name))
+        )
+    except (InvalidUsernameError, NotFoundError):
+        user = None
+    stored = user.password_hash if user is not None else None
+    # The same scrypt work whether or not the name exists (verify_password(pw, None)).
+    ok = await _in_thread(auth.verify_password, body.password, stored)
+    if not ok or user is None:
+        raise ApiError(401, "bad_credentials", "wrong name or password")
+    if stored is not None and auth.needs_rehash(stored):
+        new_hash = await _in_thread(auth.hash_password, body.password)
+        await db("set_password_hash", ctx.store.set_password_hash(user.id, new_hash))
+    return json_response(await _session(ctx, user))
+
+
+async def refresh(request: web.Request) -> web.Response:
+    body = await decode_body(request, RefreshBody)
+    ctx = ctx_of(request)
+    old_hash = auth.hash_refresh_token(body.refresh_token)
+    try:
+        record = await db("get_refresh_token", ctx.store.get_refresh_token(old_hash))
+    except NotFoundError:
+        raise InvalidTokenError("unknown refresh token; log in again") from None
+    now = datetime.now(UTC)
+    if record.revoked_at is not None:
+        await _reuse_detected(ctx, record.user_id)
+    if record.expires_at <= now:
+        raise InvalidTokenError("the refresh token has expired; log in again")
+    try:
+        user = await db("get_user", ctx.store.get_user(record.user_id))
+    except NotFoundError:
+        raise InvalidTokenError("the account no longer exists") from None
+    new_token, new_hash = auth.new_refresh_token()
+    expires = now + timedelta(seconds=ctx.settings.refresh_token_ttl)
+    try:
+        await db(
+            "rotate_refresh_token",
+            ctx.store.rotate_refresh_token(old_hash, new_hash, expires, now=now),
+        )
+    except ConflictError:  # rotated concurrently: indistinguishable from reuse
+        await _reuse_detected(ctx, record.user_id)
+    except NotFoundError:
+        raise InvalidTokenError("unknown refresh token; log in again") from None
+    access = auth.issue_access_token(
+        ctx.secret, user.id, user.name, ctx.settings.access_token_ttl, int(time.time())
+    )
+    session = Session(
+        user=user_out(user),
+        access_token=access,
+        token_type="Bearer",
+        expires_in=ctx.settings.access_token_ttl,
+        refresh_token=new_token,
+        refresh_expires_in=ctx.settings.refresh_token_ttl,
+    )
+    return json_response(session)
+
+
+async def _reuse_detected(ctx: ServerContext, user_id: int) -> None:
+    """A rotated refresh token came back: it was stolen (or a client lost a race). Revoke
+    every session of the user and refuse (auth.py, "Refresh tokens", step 3)."""
+    count = await db("revoke_user_tokens", ctx.store.revoke_user_tokens(user_id))
+    log.warning(
+        "refresh token reuse: every session of the user revoked",
+        extra={"user_id": user_id, "revoked": count},
+    )
+    raise InvalidTokenError("this refresh token was already used; every session was ended")
+
+
+async def logout(request: web.Request) -> web.Response:
+    body = await decode_body(request, RefreshBody)
+    ctx = ctx_of(request)
+    token_hash = auth.hash_refresh_token(body.refresh_token)
+    try:
+        record = await db("get_refresh_token", ctx.store.get_refresh_token(token_hash))
+    except NotFoundError:
+        return json_response(Ok(ok=True))  # already gone: logging out is idempotent
+    await db("revoke_refresh_token", ctx.store.revoke_refresh_token(token_hash))
+    disconnect = getattr(ctx.hub, "disconnect_user", None)
+    if disconnect is not None:
+        try:
+            result = disconnect(record.user_id, code=1008)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("closing the sockets of a user who logged out failed")
+    return json_response(Ok(ok=True))
+
+
+async def me(request: web.Request) -> web.Response:
+    user_id = require_user_id(request)
+    try:
+        user = await db("get_user", ctx_of(request).store.get_user(user_id))
+    except NotFoundError:
+        raise InvalidTokenError("the account no longer exists") from None
+    return json_response(user_out(user))
+
+
+async def get_user(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    store = ctx_of(request).store
+    try:
+        canon = auth.validate_username(name)
+        user = await db(
+            "get_user_by_name", store.get_user_by_name(canon, key=auth.username_key(canon))
+        )
+    except (InvalidUsernameError, NotFoundError):
+        raise ApiError(404, "user_not_found", f"no user named {name!r}") from None
+    return json_response(user_out(user))
+
+
+ROUTES = [
+    Route(
+        "POST",
+        "/api/register",
+        register,
+        "Create an account and log in",
+        "accounts",
+        body=Credentials,
+        response=Session,
+        status=201,
+        errors=(400, 409, 413, 415, 429),
+        description="Names: 3-24 letters, digits, `_-.`; passwords: 8+ characters.",
+    ),
+    Route(
+        "POST",
+        "/api/login",
+        login,
+        "Log in with name and password",
+        "accounts",
+        body=Credentials,
+        response=Session,
+        errors=(400, 401, 413, 415, 429),
+    ),
+    Route(
+        "POST",
+        "/api/refresh",
+        refresh,
+        "Trade a refresh token for a new access token and refresh token (rotation)",
+        "accounts",
+        body=RefreshBody,
+        response=Session,
+        errors=(400, 401),
+        description="A refresh token works once. Presenting a used one ends every session "
+        "of the user (theft detection).",
+    ),
+    Route(
+        "POST",
+        "/api/logout",
+        logout,
+        "Revoke a refresh token and close the user's WebSockets",
+        "accounts",
+        body=RefreshBody,
+        response=Ok,
+        errors=(400, 401),
+    ),
+    Route(
+        "GET",
+        "/api/me",
+        me,
+        "The logged-in user",
+        "accounts",
+        response=UserOut,
+        auth="required",
+        errors=(401,),
+    ),
+    Route(
+        "GET",
+        "/api/users/{name}",
+        get_user,
+        "A user's public profile",
+        "accounts",
+        response=UserOut,
+        params=(Param("name", "path", {"type": "string"}, "the user name", required=True),),
+        errors=(404,),
+    ),
+]

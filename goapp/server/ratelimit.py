@@ -1,0 +1,137 @@
+"""In-memory token-bucket rate limits for the HTTP API.
+
+Each limited endpoint has a :class:`Limit` (bucket capacity and refill rate) per client IP
+and, where the client is authenticated, per user. A request takes one token from each of its
+buckets; when one is empty the request is refused with 429 ``rate_limited`` and a
+``Retry-After`` header (seconds until a token is back).
+
+Memory is bounded: a :class:`RateLimiter` keeps at most ``max_keys`` buckets in an LRU. When
+it is full, the least recently used bucket is dropped; a dropped bucket comes back full, which
+errs on the side of letting a request through (an attacker would need more than ``max_keys``
+distinct keys in the refill window to profit, and a single IP cannot make many).
+
+Limits are per process: with several instances behind a load balancer a client gets
+``instances x`` the budget; a ``limit_req`` zone in Nginx is the recommended global limit.
+
+The client IP is ``request.remote``: behind Nginx that is Nginx's address unless Nginx passes
+the real one, so per-IP limits become one shared bucket. Until a ``trusted_proxies`` setting
+exists (honouring ``X-Forwarded-For`` only from those addresses), rely on Nginx's limits and
+on the per-user buckets when deploying behind a proxy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "ACTION_PER_IP",
+    "ACTION_PER_USER",
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_KEYS",
+    "LOGIN_PER_IP",
+    "REGISTER_PER_IP",
+    "SGF_PER_IP",
+    "Limit",
+    "RateLimiter",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``burst`` requests at once, then ``per_s`` requests a second on average."""
+
+    burst: float
+    per_s: float
+
+    def __post_init__(self) -> None:
+        if self.burst < 1 or self.per_s <= 0:
+            raise ValueError("a limit needs burst >= 1 and per_s > 0")
+
+
+#: ``POST /api/login`` per client IP: 10 tries at once, then one every 6 s (10 a minute).
+#: Each try costs ~0.1 s of scrypt on the server, so this also caps CPU spent on guessing.
+LOGIN_PER_IP = Limit(burst=10, per_s=1 / 6)
+#: ``POST /api/register`` per client IP: 5 accounts at once, then one a minute.
+REGISTER_PER_IP = Limit(burst=5, per_s=1 / 60)
+#: ``POST /api/action`` per user: 20 at once, 10 a second sustained (far above human play;
+#: blitz premoves and score marking come in short bursts).
+ACTION_PER_USER = Limit(burst=20, per_s=10)
+#: ``POST /api/action`` per client IP (several users behind one NAT): 60 at once, 30/s.
+ACTION_PER_IP = Limit(burst=60, per_s=30)
+#: ``POST /api/sgf`` per client IP: 10 uploads at once, then one every 2 s (each parse and
+#: replay of a large record costs CPU).
+SGF_PER_IP = Limit(burst=10, per_s=0.5)
+#: Most buckets kept in memory (about 100 bytes each).
+DEFAULT_MAX_KEYS = 50_000
+
+#: The limits the API applies, by name (``"login:ip"``, ...).
+DEFAULT_LIMITS: dict[str, Limit] = {
+    "login:ip": LOGIN_PER_IP,
+    "register:ip": REGISTER_PER_IP,
+    "action:user": ACTION_PER_USER,
+    "action:ip": ACTION_PER_IP,
+    "sgf:ip": SGF_PER_IP,
+}
+
+
+class RateLimiter:
+    """Token buckets keyed by ``(limit name, client key)``, in a bounded LRU."""
+
+    def __init__(
+        self,
+        limits: dict[str, Limit] | None = None,
+        *,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self.limits = dict(DEFAULT_LIMITS if limits is None else limits)
+        self.max_keys = max_keys
+        self.clock = clock
+        # key -> (tokens, time of last update)
+        self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def hit(self, name: str, key: str) -> float:
+        """Take a token from bucket ``key`` of limit ``name``. Returns 0 when allowed, else
+        the seconds until a token is available (nothing is taken then). Unknown limit names
+        are not limited."""
+        limit = self.limits.get(name)
+        if limit is None:
+            return 0.0
+        now = self.clock()
+        bucket_key = (name, key)
+        tokens, last = self._buckets.get(bucket_key, (limit.burst, now))
+        tokens = min(limit.burst, tokens + max(0.0, now - last) * limit.per_s)
+        if tokens >= 1:
+            self._store(bucket_key, tokens - 1, now)
+            return 0.0
+        self._store(bucket_key, tokens, now)
+        return (1 - tokens) / limit.per_s
+
+    def check(self, *hits: tuple[str, str]) -> float:
+        """Take one token from each ``(name, key)``; the longest wait of those refused (0
+        when all allowed). Buckets that allowed keep their token spent: a refused request
+        still counts against the other buckets, which only makes flooding costlier."""
+        wait = 0.0
+        for name, key in hits:
+            wait = max(wait, self.hit(name, key))
+        return wait
+
+    def _store(self, key: tuple[str, str], tokens: float, now: float) -> None:
+        self._buckets[key] = (tokens, now)
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+
+
+def retry_after_s(wait: float) -> int:
+    """The ``Retry-After`` value (whole seconds, at least 1) for a wait."""
+    return max(1, math.ceil(wait))

@@ -1,0 +1,495 @@
+"""The WebSocket gateway: ``GET /ws`` (docs/protocol.md is the client's reference).
+
+Handshake: the Origin (when the client sends one: browsers always do) must be one of
+``settings.allowed_origins``, else 403; the access token comes from ``?token=`` or from the
+subprotocol list (``Sec-WebSocket-Protocol: goapp.v1, bearer.<token>``: browsers cannot set
+``Authorization`` on a WebSocket) and is verified *before* the upgrade: a bad, forged or
+expired token gets HTTP 401 with the usual error body and the socket never opens. No token
+means a guest, who may watch games and read chat but not act or chat.
+
+After the upgrade the server sends ``welcome`` and then reads messages one at a time (so a
+client's actions are applied in the order it sent them). Every message is decoded strictly
+(:mod:`goapp.server.protocol`), charged against the connection's message credits, dispatched
+through :func:`goapp._core.dispatch_index` and answered with ``ack`` or ``error`` carrying
+the client's ``id``. Outgoing frames are encoded once and written to the transport by the
+hub (:class:`goapp.server.hub.Conn`), never awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import orjson
+from aiohttp import WSMsgType, web
+
+from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_frame, encode_ws_text_frame
+from goapp.game.errors import GameNotFound
+from goapp.obs.metrics import ACTION_LATENCY, WS_MESSAGES
+from goapp.server import protocol as p
+from goapp.server.auth import AccessClaims, AuthError, verify_access_token
+from goapp.server.context import CTX, ServerContext
+from goapp.server.errors import INTERNAL_ERROR, ApiError, describe, error_body
+from goapp.server.hub import Conn, Hub, event_frame
+
+__all__ = [
+    "CHAT_BURST",
+    "CHAT_RATE",
+    "MAX_CHAT_CHARS",
+    "MAX_MSG_SIZE",
+    "MAX_SUBSCRIPTIONS",
+    "MSG_BURST",
+    "MSG_RATE",
+    "setup_routes",
+    "ws_handler",
+]
+
+log = logging.getLogger("goapp.ws")
+
+MAX_MSG_SIZE = 4096
+"""Largest client message (bytes); a bigger frame closes the socket with 1009."""
+MSG_RATE = 20.0
+MSG_BURST = 40.0
+"""Message credits per connection: a token bucket of 40 refilled at 20 per second."""
+CHAT_RATE = 1.0
+CHAT_BURST = 5.0
+MAX_CHAT_CHARS = 500
+MAX_SUBSCRIPTIONS = 64
+"""Games one connection may watch at once."""
+CLOSE_TIMEOUT_S = 5.0
+
+_ACTION_LATENCY = ACTION_LATENCY.labels(via="ws")
+_MESSAGE_COUNTERS = tuple(WS_MESSAGES.labels(type=t) for t in WS_MESSAGE_TYPES)
+_BAD_MESSAGE_COUNTER = WS_MESSAGES.labels(type="invalid")
+PONG_EMPTY = encode_ws_frame(0xA, b"")
+
+
+def setup_routes(app: web.Application) -> None:
+    """Register ``/ws`` on ``app``; hook the hub to the game service and run its ticker
+    while the app runs (several apps may share one hub: both calls are idempotent)."""
+    app.router.add_get("/ws", ws_handler)
+
+    async def start_hub(app: web.Application) -> None:
+        ctx = app[CTX]
+        ctx.hub.attach(ctx.games)
+        ctx.hub.start()
+
+    async def stop_hub(app: web.Application) -> None:
+        await app[CTX].hub.stop()
+
+    app.on_startup.append(start_hub)
+    app.on_shutdown.append(stop_hub)
+
+
+# -- the handshake ----------------------------------------------------------------------------
+
+
+def _refuse(status: int, code: str, message: str) -> web.Response:
+    return web.json_response(error_body(code, message), status=status)
+
+
+def _token_of(request: web.Request) -> str | None:
+    token = request.query.get("token")
+    if token:
+        return token
+    for proto in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        proto = proto.strip()
+        if proto.startswith("bearer."):
+            return proto[len("bearer.") :]
+    return None
+
+
+def _verify(ctx: ServerContext, token: str) -> AccessClaims:
+    claims = verify_access_token(ctx.secret, token, int(time.time()))
+    try:
+        int(claims.sub)
+    except ValueError:
+        raise ApiError(401, "token_invalid", "token subject is not a user id") from None
+    return claims
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    ws = web.WebSocketResponse(
+        protocols=(p.PROTOCOL,),
+        compress=False,
+        autoping=False,
+        max_msg_size=MAX_MSG_SIZE,
+        timeout=CLOSE_TIMEOUT_S,
+    )
+    if not ws.can_prepare(request).ok:
+        return _refuse(426, "upgrade_required", "this endpoint only speaks WebSocket")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") not in ctx.settings.allowed_origins:
+        return _refuse(403, "origin_forbidden", f"origin {origin!r} is not allowed")
+    claims: AccessClaims | None = None
+    token = _token_of(request)
+    if token is not None:
+        try:
+            claims = _verify(ctx, token)
+        except (AuthError, ApiError) as exc:
+            described = describe(exc)
+            assert described is not None
+            return web.json_response(described[1], status=401)
+
+    await ws.prepare(request)
+    transport = request.transport
+    if transport is None:  # the peer went away during the handshake
+        return ws
+    conn = Conn(
+        transport,
+        ws,
+        user_id=None if claims is None else int(claims.sub),
+        name=None if claims is None else claims.name,
+    )
+    conn.credits = MSG_BURST
+    conn.chat_credits = CHAT_BURST
+    hub = ctx.hub
+    hub.register(conn)
+    if claims is not None:
+        _arm_expiry(conn, claims.exp)
+    try:
+        conn.send_json(
+            {
+                "type": "welcome",
+                "user": None if claims is None else {"id": conn.user_id, "name": conn.name},
+                "server_time": p.server_time_ms(),
+                "protocol": p.PROTOCOL,
+                "limits": {
+                    "max_msg_size": MAX_MSG_SIZE,
+                    "msg_rate": MSG_RATE,
+                    "msg_burst": MSG_BURST,
+                    "chat_rate": CHAT_RATE,
+                    "chat_burst": CHAT_BURST,
+                    "max_chat_chars": MAX_CHAT_CHARS,
+                    "max_subscriptions": MAX_SUBSCRIPTIONS,
+                },
+            }
+        )
+        await _read_loop(ctx, hub, conn, ws)
+    finally:
+        hub.unregister(conn)
+    return ws
+
+
+def _arm_expiry(conn: Conn, exp: int) -> None:
+    """Close with 1008 when the token expires (unless an ``auth`` message extends it)."""
+    if conn.expiry is not None:
+        conn.expiry.cancel()
+    delay = max(0.0, exp - time.time())
+    conn.expiry = asyncio.get_running_loop().call_later(
+        delay, conn.close, 1008, "token expired", "expired"
+    )
+
+
+# -- the read loop ----------------------------------------------------------------------------
+
+
+async def _read_loop(ctx: ServerContext, hub: Hub, conn: Conn, ws: web.WebSocketResponse) -> None:
+    while True:
+        msg = await ws.receive()
+        conn.last_seen = time.monotonic()
+        kind = msg.type
+        if kind is WSMsgType.TEXT:
+            await _on_text(ctx, hub, conn, msg.data)
+        elif kind is WSMsgType.PING:
+            conn.send(PONG_EMPTY if not msg.data else encode_ws_frame(0xA, msg.data))
+        elif kind is WSMsgType.PONG:
+            pass
+        elif kind is WSMsgType.BINARY:
+            _BAD_MESSAGE_COUNTER.inc()
+            _error(conn, None, "bad_message", "binary frames are not accepted; send JSON text")
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 for a frame over max_msg_size)
+            return
+        if conn.closed:
+            return
+
+
+def _error(conn: Conn, msg_id: Any, code: str, message: str, **details: Any) -> None:
+    conn.send(encode_ws_text_frame(p.error_frame(msg_id, error_body(code, message, **details))))
+
+
+def _ack(conn: Conn, msg_id: Any, **fields: Any) -> None:
+    conn.send(encode_ws_text_frame(orjson.dumps({"type": "ack", "id": msg_id, **fields})))
+
+
+def _take_credit(conn: Conn, now: float) -> bool:
+    credits = min(MSG_BURST, conn.credits + (now - conn.credits_at) * MSG_RATE)
+    conn.credits_at = now
+    if credits < 1.0:
+        conn.credits = credits
+        return False
+    conn.credits = credits - 1.0
+    return True
+
+
+def _take_chat_credit(conn: Conn, now: float) -> bool:
+    credits = min(CHAT_BURST, conn.chat_credits + (now - conn.chat_at) * CHAT_RATE)
+    conn.chat_at = now
+    if credits < 1.0:
+        conn.chat_credits = credits
+        return False
+    conn.chat_credits = credits - 1.0
+    return True
+
+
+async def _on_text(ctx: ServerContext, hub: Hub, conn: Conn, data: str) -> None:
+    if not _take_credit(conn, conn.last_seen):
+        _error(
+            conn,
+            None,
+            "rate_limited",
+            f"more than {MSG_RATE:g} messages a second; slow down",
+            retry_after=round(1.0 / MSG_RATE, 3),
+        )
+        return
+    try:
+        msg = p.decode_client(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        _BAD_MESSAGE_COUNTER.inc()
+        _error(conn, _peek_id(data), "bad_message", str(exc))
+        return
+    tag = msg.__struct_config__.tag
+    assert isinstance(tag, str)
+    index = dispatch_index(tag)
+    _MESSAGE_COUNTERS[index].inc()
+    try:
+        await _HANDLERS[index](ctx, hub, conn, msg)
+    except Exception as exc:
+        described = describe(exc)
+        if described is None:
+            log.exception("websocket message %s failed", tag)
+            body = INTERNAL_ERROR
+        else:
+            body = described[1]
+        conn.send(encode_ws_text_frame(p.error_frame(msg.id, body)))
+
+
+def _peek_id(data: str) -> Any:
+    """The ``id`` of a message that failed validation, so the error can carry it."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(obj, dict):
+        value = obj.get("id")
+        if (isinstance(value, str) and len(value) <= p.MAX_ID_CHARS) or (
+            isinstance(value, int) and not isinstance(value, bool)
+        ):
+            return value
+    return None
+
+
+# -- handlers (indexed by dispatch_index: the order of WS_MESSAGE_TYPES) -----------------------
+
+
+async def on_hello(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    assert isinstance(msg, p.Hello)
+    resumed: dict[str, int] = {}
+    for game_id, since in (msg.resume or {}).items():
+        try:
+            ok = await _subscribe(ctx, hub, conn, msg.id, game_id, since)
+        except Exception as exc:
+            described = describe(exc)
+            if described is None:
+                raise
+            body = {"error": {**described[1]["error"], "game_id": game_id}}
+            conn.send(encode_ws_text_frame(p.error_frame(msg.id, body)))
+            continue
+        if ok:
+            resumed[str(game_id)] = since
+    _ack(conn, msg.id, resumed=resumed)
+
+
+async def on_subscribe(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    assert isinstance(msg, p.Subscribe)
+    if await _subscribe(ctx, hub, conn, msg.id, msg.game_id, msg.since):
+        _ack(conn, msg.id, game_id=msg.game_id, watchers=hub.watchers(msg.game_id))
+
+
+async def _subscribe(
+    ctx: ServerContext, hub: Hub, conn: Conn, msg_id: Any, game_id: int, since: int | None
+) -> bool:
+    """Register first (buffering), then send the state or replay the log, then go live: no
+    event is missed and none is sent twice. False (after an error frame) on failure."""
+    if game_id not in conn.games and len(conn.games) >= MAX_SUBSCRIPTIONS:
+        _error(conn, msg_id, "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} games")
+        return False
+    hub.subscribe_game(conn, game_id)
+    try:
+        if since is None:
+            view = await ctx.games.view(game_id)
+            sent = view.seq
+            conn.send(
+                encode_ws_text_frame(
+                    msgspec.json.encode(
+                        {"type": "state", "game_id": game_id, "seq": view.seq, "view": view}
+                    )
+                )
+            )
+        else:
+            events = await ctx.games.events_since(game_id, since)
+            if not events and since == 0:
+                raise GameNotFound(f"game {game_id} not found")
+            sent = since
+            for n, event in enumerate(events, 1):
+                if not conn.send(event_frame(event)):
+                    return False
+                sent = event.seq
+                if n % 64 == 0:
+                    await _drain(conn)
+                    if conn.closed:
+                        return False
+            if not events:  # GameNotFound for no game; a ``since`` from the future is clamped
+                sent = min(since, (await ctx.games.view(game_id)).seq)
+    except BaseException:
+        hub.unsubscribe_game(conn, game_id)
+        raise
+    hub.go_live(conn, game_id, sent)
+    return True
+
+
+async def _drain(conn: Conn) -> None:
+    """During a long replay, wait until the client has taken half the buffer (or drop it)."""
+    if conn.transport.get_write_buffer_size() <= conn.limit // 2 or conn.ws is None:
+        return
+    writer = conn.ws._payload_writer
+    if writer is None:
+        return
+    try:
+        await asyncio.wait_for(writer.drain(), timeout=10.0)
+    except (TimeoutError, ConnectionError):
+        conn.abort("slow")
+
+
+async def on_unsubscribe(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    assert isinstance(msg, p.Unsubscribe)
+    hub.unsubscribe_game(conn, msg.game_id)
+    _ack(conn, msg.id)
+
+
+async def on_subscribe_lobby(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    hub.subscribe_lobby(conn)
+    _ack(conn, msg.id)
+    conn.send_json(hub.presence_snapshot())
+
+
+async def on_unsubscribe_lobby(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    hub.unsubscribe_lobby(conn)
+    _ack(conn, msg.id)
+
+
+async def on_action(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    assert isinstance(msg, p.Action)
+    if conn.user_id is None:
+        _error(conn, msg.id, "auth_required", "log in to play")
+        return
+    t0 = time.perf_counter()
+    # Only an explicit request_id makes an action idempotent: message ids are per connection
+    # and may restart after a reconnect, so they must never select an earlier action.
+    events = await ctx.games.act(msg.game_id, conn.user_id, msg.action, request_id=msg.request_id)
+    _ACTION_LATENCY.observe(time.perf_counter() - t0)
+    _ack(
+        conn,
+        msg.id,
+        game_id=msg.game_id,
+        seq=events[-1].seq if events else None,
+        events=[
+            {"game_id": e.game_id, "seq": e.seq, "kind": e.kind, "payload": e.payload}
+            for e in events
+        ],
+    )
+
+
+async def on_chat(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    assert isinstance(msg, p.Chat)
+    if conn.user_id is None:
+        _error(conn, msg.id, "auth_required", "log in to chat")
+        return
+    room = msg.room
+    if room == "lobby":
+        joined = conn.lobby
+    elif room.startswith("game:") and room[5:].isdigit():
+        joined = int(room[5:]) in conn.games
+    else:
+        _error(conn, msg.id, "bad_message", "room must be 'lobby' or 'game:<id>'")
+        return
+    if not joined:
+        _error(conn, msg.id, "not_subscribed", f"subscribe to {room} before chatting there")
+        return
+    text = msg.text.strip()
+    if not text or len(text) > MAX_CHAT_CHARS or _has_controls(text):
+        _error(
+            conn,
+            msg.id,
+            "bad_chat",
+            f"chat text must be 1 to {MAX_CHAT_CHARS} characters without control characters",
+        )
+        return
+    if not _take_chat_credit(conn, time.monotonic()):
+        _error(conn, msg.id, "rate_limited", f"at most {CHAT_RATE:g} chat message a second")
+        return
+    line = await ctx.store.add_chat(room, conn.user_id, text)
+    frame = encode_ws_text_frame(
+        orjson.dumps(
+            {
+                "type": "chat",
+                "room": room,
+                "id": line.id,
+                "user": {"id": conn.user_id, "name": conn.name},
+                "text": line.text,
+                "created": line.created_at.isoformat(),
+            }
+        )
+    )
+    _ack(conn, msg.id, chat_id=line.id)
+    hub.publish_room(room, frame)
+
+
+def _has_controls(text: str) -> bool:
+    """Control characters other than newline and tab (which chat may contain)."""
+    return any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+async def on_ping(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    assert isinstance(msg, p.Ping)
+    conn.send_json({"type": "pong", "id": msg.id, "t": msg.t, "server_time": p.server_time_ms()})
+
+
+async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
+    """A fresh token: the same user (or a guest logging in) keeps the socket open longer."""
+    assert isinstance(msg, p.Auth)
+    try:
+        claims = _verify(ctx, msg.token)
+    except (AuthError, ApiError) as exc:
+        described = describe(exc)
+        assert described is not None
+        conn.send(encode_ws_text_frame(p.error_frame(msg.id, described[1])))
+        return
+    user_id = int(claims.sub)
+    if conn.user_id is not None and conn.user_id != user_id:
+        _error(conn, msg.id, "forbidden", "a connection cannot change user; reconnect")
+        return
+    hub.set_user(conn, user_id, claims.name)
+    _arm_expiry(conn, claims.exp)
+    _ack(conn, msg.id, user={"id": user_id, "name": claims.name}, exp=claims.exp)
+
+
+Handler = Callable[[ServerContext, Hub, Conn, Any], Awaitable[None]]
+
+_HANDLERS: tuple[Handler, ...] = (
+    on_hello,
+    on_subscribe,
+    on_unsubscribe,
+    on_subscribe_lobby,
+    on_unsubscribe_lobby,
+    on_action,
+    on_chat,
+    on_ping,
+    on_auth,
+)
+assert len(_HANDLERS) == len(WS_MESSAGE_TYPES)
