@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +14,8 @@ try:  # tests/ as a package or as a plain directory on sys.path
 except ImportError:
     from services import pg_cluster, pg_schema_url, pg_url, redis_url  # type: ignore[no-redef]
 
+from goapp.engine.katago import default_config
+from goapp.engine.setup import KataGoPaths, KataGoSetupError, install_katago
 from goapp.store import Store, open_store
 
 __all__ = ["pg_cluster", "pg_schema_url", "pg_url", "redis_url"]
@@ -36,3 +40,40 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
+
+
+# -- KataGo -----------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+KATAGO_MODEL = REPO.parent / "shared" / "katago" / "g170-b6c96-s175395328-d26788732.bin.gz"
+KATAGO_CACHE = REPO / ".katago"
+
+
+@pytest.fixture(scope="session")
+def katago() -> KataGoPaths:
+    """KataGo installed in .katago/ with the test model, OpenCL tuned."""
+    try:
+        if not KATAGO_MODEL.is_file():
+            raise KataGoSetupError(f"test model not found: {KATAGO_MODEL}")
+        paths = install_katago(KATAGO_CACHE, KATAGO_MODEL)
+        assert paths.model is not None
+        # The first start with this model tunes OpenCL into ~/.katago: do it here, once.
+        tune = subprocess.run(
+            [
+                *(str(paths.binary), "analysis", "-config", str(default_config())),
+                *("-model", str(paths.model), "-quit-without-waiting"),
+            ],
+            input=b'{"id":"tune","action":"query_version"}\n',
+            env=paths.env(),
+            capture_output=True,
+            timeout=1500,
+            check=False,
+        )
+        if tune.returncode != 0 or b'"version"' not in tune.stdout:
+            stderr = tune.stderr.decode(errors="replace").strip()[-1500:]
+            raise KataGoSetupError(f"KataGo failed to start (exit {tune.returncode}): {stderr}")
+    except (KataGoSetupError, subprocess.SubprocessError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"KataGo is required in CI: {exc}")
+        pytest.skip(f"KataGo not available: {exc}")
+    return paths

@@ -63,34 +63,7 @@ GAME = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def katago() -> KataGoPaths:
-    """KataGo installed in .katago/ with the test model, OpenCL tuned."""
-    try:
-        if not MODEL.is_file():
-            raise KataGoSetupError(f"test model not found: {MODEL}")
-        paths = install_katago(CACHE, MODEL)
-        assert paths.model is not None
-        # The first start with this model tunes OpenCL into ~/.katago: do it here, once.
-        tune = subprocess.run(
-            [
-                *(str(paths.binary), "analysis", "-config", str(default_config())),
-                *("-model", str(paths.model), "-quit-without-waiting"),
-            ],
-            input=b'{"id":"tune","action":"query_version"}\n',
-            env=paths.env(),
-            capture_output=True,
-            timeout=1500,
-            check=False,
-        )
-        if tune.returncode != 0 or b'"version"' not in tune.stdout:
-            stderr = tune.stderr.decode(errors="replace").strip()[-1500:]
-            raise KataGoSetupError(f"KataGo failed to start (exit {tune.returncode}): {stderr}")
-    except (KataGoSetupError, subprocess.SubprocessError, OSError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"KataGo is required in CI: {exc}")
-        pytest.skip(f"KataGo not available: {exc}")
-    return paths
+# The session fixture `katago` (install + OpenCL tuning, once) lives in tests/conftest.py.
 
 
 @asynccontextmanager

@@ -624,3 +624,39 @@ async def test_postgres_url_options(pg_schema_url: str) -> None:
         await s.ping()
     finally:
         await s.close()
+
+
+# -- bots and AI review (migration 0002_analysis) ------------------------------------------------
+
+
+async def test_active_bot_games(store: Store) -> None:
+    a, b = await _players(store)
+    human = await store.create_game(NewGame(black_id=a, white_id=b, status="playing"))
+    bot1 = await store.create_game(NewGame(black_id=a, white_bot="katago:easy", status="playing"))
+    bot2 = await store.create_game(NewGame(black_bot="gnugo:easy", white_id=b, status="scoring"))
+    done = await store.create_game(NewGame(black_id=a, white_bot="katago:easy", status="playing"))
+    await store.update_game(done.id, GameChange(status="finished", result="W+R"))
+    assert human.id not in [g.id for g in await store.list_active_bot_games()]
+    assert [g.id for g in await store.list_active_bot_games()] == [bot1.id, bot2.id]
+    assert [g.id for g in await store.list_active_bot_games(limit=1)] == [bot1.id]
+
+
+async def test_analysis_rows(store: Store) -> None:
+    game_id = await _game(store)
+    assert await store.load_analysis(game_id) == []
+    rows = [
+        (t, {"turn": t, "winrate": 0.5 + t / 100, "best": [{"move": "D4", "pv": ["D4"]}]})
+        for t in range(3)
+    ]
+    assert await store.save_analysis(game_id, list(reversed(rows))) == 3
+    got = await store.load_analysis(game_id)
+    assert [r.turn for r in got] == [0, 1, 2]
+    assert [r.payload for r in got] == [p for _, p in rows]
+    assert all(r.game_id == game_id and r.created_at.tzinfo is not None for r in got)
+    # saving a turn again replaces it; other turns stay
+    assert await store.save_analysis(game_id, [(1, {"turn": 1, "winrate": 0.9})]) == 1
+    got = await store.load_analysis(game_id)
+    assert [r.payload.get("winrate") for r in got] == [0.5, 0.9, 0.52]
+    with pytest.raises(NotFoundError):
+        await store.save_analysis(game_id + 1000, [(0, {})])
+    assert await store.load_analysis(game_id + 1000) == []

@@ -113,14 +113,21 @@ def test_split_statements_handles_quotes_and_triggers() -> None:
 
 
 async def test_migrate_and_status(store_url: str) -> None:
-    assert await admin.status(store_url) == [("0001_initial", None)]
-    assert await admin.migrate(store_url) == ["0001_initial"]
+    names = ["0001_initial", "0002_analysis"]
+    assert await admin.status(store_url) == [(n, None) for n in names]
+    assert await admin.migrate(store_url) == names
     assert await admin.migrate(store_url) == []
-    ((name, at),) = await admin.status(store_url)
-    assert name == "0001_initial" and at is not None and at[:4].isdigit()
-    assert {"users", "games", "game_events", "chat_messages", "challenges"} <= await _tables(
-        store_url
-    )
+    status = await admin.status(store_url)
+    assert [name for name, _ in status] == names
+    assert all(at is not None and at[:4].isdigit() for _, at in status)
+    assert {
+        "users",
+        "games",
+        "game_events",
+        "chat_messages",
+        "challenges",
+        "game_analysis",
+    } <= await _tables(store_url)
 
 
 async def test_concurrent_stores_migrate_once(store_url: str, tmp_path: Path) -> None:

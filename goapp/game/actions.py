@@ -347,7 +347,14 @@ def _undo_request(
     if n <= state.resume_floor or n == 0:
         raise CannotUndo("there is no move of yours to take back")
     last = game.history[-1]
-    if last.color is not core_color(color):
+    # Against a bot (which answers at once) the request takes back the bot's reply and the
+    # requester's move before it: see _undo_turns.
+    bot_reply = (
+        state.bot_color(opponent(color)) is not None
+        and n - 1 > state.resume_floor
+        and game.history[-2].color is core_color(color)
+    )
+    if last.color is not core_color(color) and not bot_reply:
         raise CannotUndo(
             "you can only ask to take back your own last move, before your opponent answers it"
         )
@@ -379,12 +386,22 @@ def _undo_accept(
         clock = state.clock.pause(now).resume(now, requester)
     except FlagFallen:
         raise _flag(state, now) from None
-    undone = [game.vertex(game.moves[-1])]
+    undone = [game.vertex(loc) for loc in _undo_turns(state, requester)]
     return [
         UndoAccepted(
             at_ms=now, clock=clock_view(clock, now), color=color, undone=undone, to_move=requester
         )
     ]
+
+
+def _undo_turns(state: GameState, requester: PlayerColor) -> list[int]:
+    """The turns an accepted undo takes back, last first: the requester's last turn, and
+    the bot's reply after it when the opponent is a bot that already answered."""
+    game = state.game
+    moves = game.moves
+    if game.history[-1].color is core_color(requester) or len(moves) < 2:
+        return [moves[-1]]
+    return [moves[-1], moves[-2]]
 
 
 def _undo_decline(

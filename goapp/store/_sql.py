@@ -56,6 +56,18 @@ ACTIVE_GAMES = (
     f" UNION SELECT {GAME} FROM games WHERE white_id = $1 AND {ACTIVE}"
     " ORDER BY id DESC"
 )
+ACTIVE_BOT_GAMES = (
+    f"SELECT {GAME} FROM games WHERE {ACTIVE}"
+    " AND (black_bot IS NOT NULL OR white_bot IS NOT NULL) ORDER BY id LIMIT $1"
+)
+UPSERT_ANALYSIS = (
+    "INSERT INTO game_analysis (game_id, turn, payload, created_at) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (game_id, turn) DO UPDATE SET payload = excluded.payload,"
+    " created_at = excluded.created_at"
+)
+LOAD_ANALYSIS = (
+    "SELECT game_id, turn, payload, created_at FROM game_analysis WHERE game_id = $1 ORDER BY turn"
+)
 RECENT_FINISHED = (
     f"SELECT {GAME} FROM games WHERE status = 'finished'"
     " ORDER BY finished_at DESC, id DESC LIMIT $1"

@@ -20,6 +20,7 @@ import msgspec
 from .errors import ConflictError, NotFoundError, StoreError
 from .records import (
     GAME_STATUSES,
+    AnalysisTurn,
     Challenge,
     ChatMessage,
     Event,
@@ -211,6 +212,23 @@ class Store(abc.ABC):
         earliest deadline first. Any instance may end them: append the timeout event with
         ``seq = last_seq + 1`` (and the status change, in the same call); exactly one
         instance wins, the others get ConflictError."""
+
+    @abc.abstractmethod
+    async def list_active_bot_games(self, limit: int = 1000) -> list[Game]:
+        """Open, playing or scoring games with a bot on either side, oldest first (the bot
+        driver resumes them at start-up)."""
+
+    # -- AI review ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def save_analysis(self, game_id: int, turns: Sequence[tuple[int, Any]]) -> int:
+        """Store ``(turn, payload)`` rows of a game's review in one transaction, replacing
+        rows of the same turns; returns how many were written. NotFoundError when the game
+        does not exist."""
+
+    @abc.abstractmethod
+    async def load_analysis(self, game_id: int) -> list[AnalysisTurn]:
+        """The stored review rows of a game, by turn (empty when there are none)."""
 
     # -- the event log -----------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from .base import (
     check_dt,
     check_events,
     check_new_game,
+    decode_json,
     encode_json,
     event_from_row,
     game_from_row,
@@ -67,6 +68,7 @@ from .migrator import (
     load_migrations,
 )
 from .records import (
+    AnalysisTurn,
     Challenge,
     ChatMessage,
     Event,
@@ -379,6 +381,28 @@ class PostgresStore(Store):
 
     async def list_active_games(self, user_id: int) -> list[Game]:
         return [game_from_row(r) for r in await self._fetch(S.ACTIVE_GAMES, user_id)]
+
+    async def list_active_bot_games(self, limit: int = 1000) -> list[Game]:
+        return [game_from_row(r) for r in await self._fetch(S.ACTIVE_BOT_GAMES, limit)]
+
+    async def save_analysis(self, game_id: int, turns: Sequence[tuple[int, Any]]) -> int:
+        now = utcnow()
+        rows = [(game_id, int(t), encode_json(p), now) for t, p in turns]
+
+        async def job(conn: asyncpg.Connection) -> int:
+            if await conn.fetchval("SELECT 1 FROM games WHERE id = $1", game_id) is None:
+                raise NotFoundError(f"game {game_id} not found")
+            await conn.executemany(S.UPSERT_ANALYSIS, rows)
+            return len(rows)
+
+        return await self._tx(job)
+
+    async def load_analysis(self, game_id: int) -> list[AnalysisTurn]:
+        rows = await self._fetch(S.LOAD_ANALYSIS, game_id)
+        return [
+            AnalysisTurn(game_id=r[0], turn=r[1], payload=decode_json(r[2]), created_at=r[3])
+            for r in rows
+        ]
 
     async def list_recent_finished(
         self, limit: int = 50, *, before: datetime | None = None

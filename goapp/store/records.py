@@ -97,6 +97,15 @@ class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class AnalysisTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored turn of a game's AI review (``payload``: the decoded JSON)."""
+
+    game_id: int
+    turn: int
+    payload: Any
+    created_at: datetime
+
+
 class Challenge(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     challenger_id: int

@@ -48,6 +48,7 @@ from .base import (
     check_dt,
     check_events,
     check_new_game,
+    decode_json,
     dt_to_us,
     encode_json,
     event_from_row,
@@ -68,6 +69,7 @@ from .errors import (
 )
 from .migrator import Migration, apply_sqlite, load_migrations
 from .records import (
+    AnalysisTurn,
     Challenge,
     ChatMessage,
     Event,
@@ -503,6 +505,30 @@ class SQLiteStore(Store):
 
     async def list_active_games(self, user_id: int) -> list[Game]:
         return await self._games(S.ACTIVE_GAMES, (user_id,))
+
+    async def list_active_bot_games(self, limit: int = 1000) -> list[Game]:
+        return await self._games(S.ACTIVE_BOT_GAMES, (limit,))
+
+    async def save_analysis(self, game_id: int, turns: Sequence[tuple[int, Any]]) -> int:
+        now = dt_to_us(utcnow())
+        rows = [(game_id, int(t), encode_json(p), now) for t, p in turns]
+
+        def job(c: sqlite3.Connection) -> int:
+            if c.execute("SELECT 1 FROM games WHERE id = ?", (game_id,)).fetchone() is None:
+                raise NotFoundError(f"game {game_id} not found")
+            c.executemany(q(S.UPSERT_ANALYSIS), rows)
+            return len(rows)
+
+        return await self._write(job)
+
+    async def load_analysis(self, game_id: int) -> list[AnalysisTurn]:
+        rows = await self._read(lambda c: c.execute(q(S.LOAD_ANALYSIS), (game_id,)).fetchall())
+        return [
+            AnalysisTurn(
+                game_id=r[0], turn=r[1], payload=decode_json(r[2]), created_at=us_to_dt(r[3])
+            )
+            for r in rows
+        ]
 
     async def list_recent_finished(
         self, limit: int = 50, *, before: datetime | None = None

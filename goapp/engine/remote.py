@@ -1,0 +1,416 @@
+"""The remote engine: KataGo on one machine (a GPU box), game servers elsewhere.
+
+``goapp engine serve --listen 0.0.0.0:4100`` runs :func:`serve_engine`: the same supervised
+:class:`~goapp.engine.katago.KataGoEngine` behind a small HTTP API. Every request needs
+``Authorization: Bearer <engine_secret>`` (compared in constant time; anything else is
+401). Put TLS in front of it (Nginx) when it crosses an untrusted network.
+
+=====================  =================================================================
+``GET  /v1/state``     the engine's ``stats()`` (``state``: starting, up, degraded...)
+``POST /v1/analyze``   ``{"query": <KataGo query JSON>, "timeout": s|null, "tag": str|null}``
+                       -> ``{"results": {"<turn>": <KataGo result>}}``; an engine error is
+                       ``{"error": {"code": "EngineBusyError", "message"}}`` with 503 (504
+                       for a timeout, 400 for a query KataGo refused)
+``POST /v1/cancel``    ``{"tag": str}`` -> ``{"cancelled": n}``
+=====================  =================================================================
+
+:class:`RemoteEngine` is the client, with the calls the server uses of a local engine
+(``analyze``, ``analyze_turns``, ``best_move``, ``cancel_tag``, ``state``, ``stats``,
+``start``/``close``). Its ``state`` comes from polling ``/v1/state``: ``degraded`` while
+the remote engine is unreachable (or refuses the secret), whatever the remote says
+otherwise. A query that cannot reach the remote raises
+:class:`~goapp.engine.errors.EngineUnavailableError` (the bot driver retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hmac
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from goapp.engine import errors as E
+from goapp.engine.katago import PRIORITY_BOT, AnalysisQuery, AnalysisResult, KataGoEngine
+
+__all__ = ["RemoteEngine", "create_engine_app", "run_engine_server", "serve_engine"]
+
+log = logging.getLogger("goapp.engine.remote")
+
+_UNSET: Any = object()
+_ENGINE = web.AppKey("engine", KataGoEngine)
+_SECRET = web.AppKey("secret", bytes)
+_ERRORS: dict[str, type[E.EngineError]] = {
+    cls.__name__: cls
+    for cls in (
+        E.EngineError,
+        E.EngineUnavailableError,
+        E.EngineBusyError,
+        E.EngineTimeoutError,
+        E.EngineCrashedError,
+        E.EngineProtocolError,
+        E.QueryCancelledError,
+    )
+}
+
+
+class AnalyzeBody(msgspec.Struct, forbid_unknown_fields=True):
+    query: dict[str, Any]
+    timeout: float | None = None
+    tag: str | None = None
+
+
+class AnalyzeAnswer(msgspec.Struct):
+    results: dict[int, AnalysisResult]
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response(
+        {"error": {"code": "unauthorized", "message": "wrong or missing engine secret"}},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="goapp-engine"'},
+    )
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = request.app[_SECRET]
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        return _unauthorized()
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+def _engine_error(exc: E.EngineError) -> web.Response:
+    status = 503
+    if isinstance(exc, E.EngineTimeoutError):
+        status = 504
+    elif isinstance(exc, E.EngineProtocolError):
+        status = 400
+    elif isinstance(exc, E.QueryCancelledError):
+        status = 409
+    return web.json_response(
+        {"error": {"code": type(exc).__name__, "message": str(exc)}}, status=status
+    )
+
+
+async def _state(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_ENGINE].stats())
+
+
+async def _analyze(request: web.Request) -> web.Response:
+    try:
+        body = msgspec.json.decode(await request.read(), type=AnalyzeBody)
+        query = msgspec.convert(body.query, AnalysisQuery)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return web.json_response(
+            {"error": {"code": "bad_request", "message": str(exc)}}, status=400
+        )
+    engine = request.app[_ENGINE]
+    try:
+        if body.timeout is None:
+            results = await engine.analyze_turns(query, tag=body.tag)
+        else:
+            results = await engine.analyze_turns(query, timeout=body.timeout, tag=body.tag)
+    except E.EngineError as exc:
+        return _engine_error(exc)
+    return web.Response(
+        body=msgspec.json.encode(AnalyzeAnswer(results=results)), content_type="application/json"
+    )
+
+
+async def _cancel(request: web.Request) -> web.Response:
+    data = await request.json()
+    tag = data.get("tag") if isinstance(data, dict) else None
+    if not isinstance(tag, str):
+        return web.json_response({"error": {"code": "bad_request", "message": "tag"}}, status=400)
+    return web.json_response({"cancelled": request.app[_ENGINE].cancel_tag(tag)})
+
+
+def create_engine_app(engine: KataGoEngine, secret: str) -> web.Application:
+    """The engine server's aiohttp application (the engine is started by the caller)."""
+    if not secret:
+        raise ValueError("the engine server needs a secret (engine_secret)")
+    app = web.Application(middlewares=[_auth], client_max_size=16 * 1024 * 1024)
+    app[_ENGINE] = engine
+    app[_SECRET] = secret.encode()
+    app.router.add_get("/v1/state", _state)
+    app.router.add_post("/v1/analyze", _analyze)
+    app.router.add_post("/v1/cancel", _cancel)
+    return app
+
+
+async def serve_engine(
+    engine: KataGoEngine, host: str, port: int, secret: str, stop: asyncio.Event | None = None
+) -> None:
+    """Start ``engine`` (in the background) and serve it until ``stop`` is set (or
+    SIGINT/SIGTERM when ``stop`` is None); then close both."""
+    runner = web.AppRunner(create_engine_app(engine, secret), access_log=None)
+    await runner.setup()
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await engine.start(wait=False)
+        await web.TCPSite(runner, host, port).start()
+        print(f"goapp engine serving KataGo at http://{host}:{port}/v1/", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await engine.close()
+
+
+def run_engine_server(settings: Any, listen: str, katago_dir: str | None = None) -> int:
+    """``goapp engine serve``: KataGo from the settings (or ``katago_dir``), served on
+    ``listen`` (``HOST:PORT``) with ``engine_secret``, until SIGTERM."""
+    from pathlib import Path
+
+    from goapp.engine.facade import _katago_paths
+    from goapp.engine.setup import installed_paths
+    from goapp.obs.logging import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"goapp: --listen must be HOST:PORT, not {listen!r}", file=sys.stderr)
+        return 2
+    if not settings.engine_secret:
+        print("goapp: set engine_secret (GOAPP_ENGINE_SECRET) to serve the engine", file=sys.stderr)
+        return 2
+    try:
+        if katago_dir:
+            paths = installed_paths(Path(katago_dir))
+            if paths is None or paths.model is None:
+                raise E.EngineUnavailableError(f"no KataGo binary and model in {katago_dir}")
+            engine = KataGoEngine.from_paths(paths, settings.katago_config or None)
+        else:
+            binary, model, config, env = _katago_paths(settings)
+            engine = KataGoEngine(binary, model, config, env=env)
+    except E.EngineError as exc:
+        print(f"goapp: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(serve_engine(engine, host.strip("[]"), int(port), settings.engine_secret))
+    return 0
+
+
+# -- the client ----------------------------------------------------------------------------
+
+
+class RemoteEngine:
+    """A KataGo engine on another machine, through ``goapp engine serve``."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        query_timeout: float | None = 120.0,
+        poll_interval: float = 5.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.secret = secret
+        self.query_timeout = query_timeout
+        self.poll_interval = poll_interval
+        self.connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._state = "stopped"
+        self._remote: dict[str, Any] = {}
+        self.last_failure: str | None = None
+        self.queries_total = 0
+        self.queries_ok = 0
+        self.queries_failed = 0
+        self.latencies: collections.deque[float] = collections.deque(maxlen=1000)
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            raise E.EngineUnavailableError("remote engine client is stopped")
+        return self._session
+
+    async def start(self, wait: bool = True) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout)
+            )
+        self._state = "starting"
+        if self._monitor is None or self._monitor.done():
+            self._monitor = asyncio.create_task(self._poll(), name="remote-engine-monitor")
+        if wait:
+            await self.refresh()
+            if self._state != "up":
+                raise E.EngineUnavailableError(f"remote engine not up: {self.last_failure}")
+
+    async def refresh(self) -> str:
+        """Ask the remote for its state now."""
+        try:
+            async with self._http().get(
+                self.url + "/v1/state",
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=self.connect_timeout * 2),
+            ) as resp:
+                if resp.status == 401:
+                    self.last_failure = "the remote engine refused the secret (401)"
+                    self._state = "degraded"
+                elif resp.status != 200:
+                    self.last_failure = f"remote engine answered {resp.status}"
+                    self._state = "degraded"
+                else:
+                    self._remote = await resp.json()
+                    remote = str(self._remote.get("state", "degraded"))
+                    self._state = "degraded" if remote == "stopped" else remote
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.last_failure = f"remote engine unreachable: {exc or type(exc).__name__}"
+            self._state = "degraded"
+        return self._state
+
+    async def _poll(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.poll_interval)
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._state = "stopped"
+
+    async def analyze_turns(
+        self, query: AnalysisQuery, *, timeout: float | None = _UNSET, tag: str | None = None
+    ) -> dict[int, AnalysisResult]:
+        timeout = self.query_timeout if timeout is _UNSET else timeout
+        body = {"query": query.to_wire(), "timeout": timeout, "tag": tag}
+        http_timeout = aiohttp.ClientTimeout(
+            total=None if timeout is None else timeout + 10, connect=self.connect_timeout
+        )
+        self.queries_total += 1
+        started = time.monotonic()
+        try:
+            async with self._http().post(
+                self.url + "/v1/analyze",
+                data=msgspec.json.encode(body),
+                headers={**self._headers(), "Content-Type": "application/json"},
+                timeout=http_timeout,
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, OSError) as exc:
+            self.queries_failed += 1
+            self._state = "degraded"
+            self.last_failure = f"remote engine unreachable: {exc or type(exc).__name__}"
+            raise E.EngineUnavailableError(self.last_failure) from exc
+        except TimeoutError as exc:
+            self.queries_failed += 1
+            raise E.EngineTimeoutError(f"remote engine: no answer in {timeout} s") from exc
+        if status == 200:
+            self.queries_ok += 1
+            self.latencies.append(time.monotonic() - started)
+            return msgspec.json.decode(raw, type=AnalyzeAnswer).results
+        self.queries_failed += 1
+        if status == 401:
+            self.last_failure = "the remote engine refused the secret (401)"
+            self._state = "degraded"
+            raise E.EngineUnavailableError(self.last_failure)
+        try:
+            err = msgspec.json.decode(raw)["error"]
+            cls = _ERRORS.get(str(err.get("code")), E.EngineError)
+            message = str(err.get("message"))
+        except Exception:
+            cls, message = E.EngineUnavailableError, f"remote engine answered {status}"
+        raise cls(message)
+
+    async def analyze(
+        self, query: AnalysisQuery, *, timeout: float | None = _UNSET, tag: str | None = None
+    ) -> AnalysisResult:
+        results = await self.analyze_turns(query, timeout=timeout, tag=tag)
+        return next(iter(results.values()))
+
+    async def best_move(
+        self,
+        moves: Sequence[Sequence[str]],
+        size: int,
+        rules: object,
+        komi: float,
+        visits: int,
+        *,
+        initial_stones: Sequence[Sequence[str]] | None = None,
+        initial_player: str | None = None,
+        tag: str | None = None,
+        timeout: float | None = _UNSET,
+    ) -> str:
+        query = AnalysisQuery(
+            moves=moves,
+            rules=rules,
+            komi=komi,
+            board_x_size=size,
+            board_y_size=size,
+            initial_stones=initial_stones,
+            initial_player=initial_player,
+            max_visits=visits,
+            priority=PRIORITY_BOT,
+            override_settings={"wideRootNoise": 0.0},
+        )
+        result = await self.analyze(query, timeout=timeout, tag=tag)
+        return result.best_move or "pass"
+
+    def cancel_tag(self, tag: str) -> int:
+        """Ask the remote to cancel ``tag``'s queries (in the background); returns 0."""
+        if self._session is None or self._session.closed:
+            return 0
+
+        async def send() -> None:
+            with contextlib.suppress(Exception):
+                async with self._http().post(
+                    self.url + "/v1/cancel", json={"tag": tag}, headers=self._headers()
+                ) as resp:
+                    await resp.read()
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return 0
+
+    def stats(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        return {
+            "state": self._state,
+            "url": self.url,
+            "queue_depth": int(self._remote.get("queue_depth") or 0),
+            "queries_total": self.queries_total,
+            "queries_ok": self.queries_ok,
+            "queries_failed": self.queries_failed,
+            "restarts": int(self._remote.get("restarts") or 0),
+            "last_visits_per_second": self._remote.get("last_visits_per_second"),
+            "latency_p50": lat[len(lat) // 2] if lat else None,
+            "last_failure": self.last_failure,
+            "remote": self._remote,
+        }
