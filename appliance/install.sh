@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Install goapp on a Debian/Ubuntu machine: the binary, its user and directories, its
+# settings and token secret, the systemd units (server + daily backup) and the Nginx site.
+# Safe to run again: it keeps goapp.toml (but for site_url, when --site-url is given), the
+# secret, the certificate and the data, and restarts goapp on the new binary (the previous
+# one stays as goapp.prev for --rollback).
+#
+#   sudo appliance/install.sh --site-url https://go.example.org [--cert FILE --key FILE]
+#   sudo appliance/install.sh --rollback          # back to the previous binary
+#   sudo appliance/install.sh --uninstall [--purge]
+#
+# Options:
+#   --binary FILE     the goapp binary (default: dist/goapp next to this script's folder)
+#   --site-url URL    public origin, https://HOST (default: the one in goapp.toml, else
+#                     https://$(hostname -f)); sets site_url and the Nginx server_name
+#   --cert FILE       TLS certificate chain for Nginx; --key FILE its private key.
+#                     Without them a self-signed certificate is made (once) in
+#                     /etc/goapp/tls/; replace it with a real one (Let's Encrypt: see
+#                     docs/deployment.md) and run the script again with --cert/--key.
+#   --no-nginx        do not install the Nginx site
+#   --no-start        install files, the user and ownership, but neither enable, start
+#                     nor reload anything (prints what it would run)
+#   --rollback        swap /usr/local/bin/goapp and goapp.prev, restart goapp
+#   --uninstall       stop and remove the binary, the units and the Nginx site; keep
+#                     /etc/goapp and /var/lib/goapp (the data) unless --purge is given
+#   --purge           with --uninstall: also remove /etc/goapp, /var/lib/goapp, the user
+#
+# DESTDIR=/some/root installs every file under that folder instead of /, and runs no
+# system command (useradd, chown, systemctl, nginx): it prints them. Used by the tests and
+# for building packages.
+set -euo pipefail
+
+DESTDIR="${DESTDIR:-}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+src="$(dirname "$here")"
+
+binary="$src/dist/goapp"
+site_url=""
+cert=""
+key=""
+nginx=1
+start=1
+action=install
+purge=0
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+die() {
+    echo "install.sh: $*" >&2
+    exit 1
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --binary) binary="${2:?--binary needs a file}"; shift 2 ;;
+        --site-url) site_url="${2:?--site-url needs a URL}"; shift 2 ;;
+        --cert) cert="${2:?--cert needs a file}"; shift 2 ;;
+        --key) key="${2:?--key needs a file}"; shift 2 ;;
+        --no-nginx) nginx=0; shift ;;
+        --no-start) start=0; shift ;;
+        --rollback) action=rollback; shift ;;
+        --uninstall) action=uninstall; shift ;;
+        --purge) purge=1; shift ;;
+        -h | --help) usage 0 ;;
+        *) echo "install.sh: unknown option $1" >&2; usage 2 >&2 ;;
+    esac
+done
+
+BIN="$DESTDIR/usr/local/bin"
+ETC="$DESTDIR/etc/goapp"
+STATE="$DESTDIR/var/lib/goapp"
+UNITS="$DESTDIR/etc/systemd/system"
+NGINX="$DESTDIR/etc/nginx"
+DOC="$DESTDIR/usr/local/share/doc/goapp"
+
+# System commands run only on a real install (no DESTDIR); service commands (systemctl,
+# nginx reload) also not with --no-start. Either way, what is skipped is printed.
+system() {
+    if [ -n "$DESTDIR" ]; then
+        echo "would run: $*"
+    else
+        echo "+ $*"
+        "$@"
+    fi
+}
+
+service() {
+    if [ -n "$DESTDIR" ] || [ "$start" = 0 ]; then
+        echo "would run: $*"
+    else
+        echo "+ $*"
+        "$@"
+    fi
+}
+
+# install -m MODE SRC DEST, only when the content or mode differs (keeps mtimes on re-runs).
+put() {
+    local mode="$1" from="$2" to="$3"
+    mkdir -p "$(dirname "$to")"
+    if [ -f "$to" ] && cmp -s "$from" "$to"; then
+        chmod "$mode" "$to"
+    else
+        install -m "$mode" "$from" "$to"
+        echo "installed $to"
+    fi
+}
+
+random_hex() {
+    if command -v openssl >/dev/null 2>&1; then
+        openssl rand -hex 32
+    else
+        od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+        echo
+    fi
+}
+
+require_root() {
+    if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
+        die "run as root (sudo), or set DESTDIR to install into a folder"
+    fi
+}
+
+# -- install ---------------------------------------------------------------------------------
+
+install_all() {
+    require_root
+    [ -f "$binary" ] || die "no binary at $binary (build it with: make binary)"
+    for f in goapp.service goapp-backup.service goapp-backup.timer; do
+        [ -f "$src/systemd/$f" ] || die "missing $src/systemd/$f"
+    done
+    # The site URL: --site-url, else the one goapp.toml has, else this machine's name.
+    if [ -z "$site_url" ] && [ -f "$ETC/goapp.toml" ]; then
+        site_url="$(sed -n 's/^site_url *= *"\(.*\)"$/\1/p' "$ETC/goapp.toml" | head -n 1)"
+    fi
+    if [ -z "$site_url" ]; then
+        site_url="https://$(hostname -f 2>/dev/null || hostname)"
+    fi
+    case "$site_url" in
+        http://* | https://*) ;;
+        *) die "--site-url must start with https:// (or http://)" ;;
+    esac
+    site_url="${site_url%/}"
+    local host="${site_url#*://}"
+    host="${host%%/*}"
+    host="${host%%:*}"
+    if { [ -n "$cert" ] && [ -z "$key" ]; } || { [ -z "$cert" ] && [ -n "$key" ]; }; then
+        die "--cert and --key go together"
+    fi
+
+    # Packages: Nginx (the site) and OpenSSL (secret, self-signed certificate).
+    if [ -z "$DESTDIR" ]; then
+        local missing=""
+        if [ "$nginx" = 1 ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+            missing="$missing nginx"
+        fi
+        command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+        if [ -n "$missing" ]; then
+            # shellcheck disable=SC2086 # word splitting wanted
+            system env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+        fi
+    fi
+
+    # The user and the folders.
+    if [ -z "$DESTDIR" ] && id goapp >/dev/null 2>&1; then
+        :
+    else
+        system useradd --system --user-group --home-dir /var/lib/goapp --no-create-home \
+            --shell /usr/sbin/nologin --comment "goapp server" goapp
+    fi
+    mkdir -p "$STATE/backups" "$ETC"
+    chmod 0750 "$STATE" "$STATE/backups" "$ETC"
+    system chown goapp:goapp /var/lib/goapp /var/lib/goapp/backups
+    system chown root:goapp /etc/goapp
+
+    # The binary; the one it replaces becomes goapp.prev (not when it is the same file).
+    mkdir -p "$BIN"
+    if [ -f "$BIN/goapp" ] && ! cmp -s "$binary" "$BIN/goapp"; then
+        cp -p "$BIN/goapp" "$BIN/goapp.prev"
+        echo "kept the previous binary as /usr/local/bin/goapp.prev"
+    fi
+    put 0755 "$binary" "$BIN/goapp"
+
+    # Settings (written once: later edits are the admin's) and the token secret.
+    if [ ! -f "$ETC/goapp.toml" ]; then
+        cat >"$ETC/goapp.toml" <<EOF
+# goapp settings: every key, its environment variable and default are listed by
+# \`goapp serve --help\` and in docs/configuration.md. Restart after a change:
+# systemctl restart goapp
+site_url = "$site_url"
+host = "127.0.0.1"
+port = 4000
+ws_port = 4001
+data_dir = "/var/lib/goapp"
+# database_url = "postgresql://goapp@localhost/goapp"
+# The token secret is /etc/goapp/jwt_secret, handed to the service by systemd
+# (LoadCredential=, GOAPP_JWT_SECRET_FILE): do not put it here.
+EOF
+        chmod 0640 "$ETC/goapp.toml"
+        echo "wrote /etc/goapp/goapp.toml"
+    elif ! grep -qxF "site_url = \"$site_url\"" "$ETC/goapp.toml"; then
+        if grep -q '^site_url *=' "$ETC/goapp.toml"; then
+            sed -i "s|^site_url *=.*|site_url = \"$site_url\"|" "$ETC/goapp.toml"
+        else
+            sed -i "1i site_url = \"$site_url\"" "$ETC/goapp.toml"
+        fi
+        echo "set site_url = \"$site_url\" in /etc/goapp/goapp.toml"
+    fi
+    system chown root:goapp /etc/goapp/goapp.toml
+    if [ ! -s "$ETC/jwt_secret" ]; then
+        (umask 077 && random_hex >"$ETC/jwt_secret")
+        echo "generated /etc/goapp/jwt_secret"
+    fi
+    chmod 0600 "$ETC/jwt_secret"
+    system chown root:root /etc/goapp/jwt_secret
+
+    # systemd units.
+    for f in goapp.service goapp-backup.service goapp-backup.timer; do
+        put 0644 "$src/systemd/$f" "$UNITS/$f"
+    done
+    if [ -f "$src/docs/deployment.md" ]; then
+        put 0644 "$src/docs/deployment.md" "$DOC/deployment.md"
+    fi
+
+    # Nginx: the certificate (self-signed once when none is given), then the site.
+    if [ "$nginx" = 1 ]; then
+        install_nginx "$host"
+    fi
+
+    service systemctl daemon-reload
+    service systemctl enable goapp.service goapp-backup.timer
+    service systemctl restart goapp.service
+    service systemctl start goapp-backup.timer
+    if [ "$nginx" = 1 ]; then
+        service nginx -t
+        service systemctl reload-or-restart nginx.service
+    fi
+    echo "goapp is installed: $site_url (systemctl status goapp; journalctl -u goapp)"
+}
+
+install_nginx() {
+    local host="$1" cert_path key_path tmp
+    if [ -n "$cert" ]; then
+        if [ ! -f "$cert" ] || [ ! -f "$key" ]; then die "no such --cert/--key file"; fi
+        cert_path="$cert"
+        key_path="$key"
+    else
+        cert_path=/etc/goapp/tls/goapp.crt
+        key_path=/etc/goapp/tls/goapp.key
+        if [ ! -f "$ETC/tls/goapp.crt" ] || [ ! -f "$ETC/tls/goapp.key" ]; then
+            command -v openssl >/dev/null 2>&1 || die "openssl is needed for a self-signed certificate"
+            mkdir -p "$ETC/tls"
+            chmod 0750 "$ETC/tls"
+            (umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 825 \
+                -subj "/CN=$host" -addext "subjectAltName=DNS:$host" \
+                -keyout "$ETC/tls/goapp.key" -out "$ETC/tls/goapp.crt" 2>/dev/null)
+            chmod 0644 "$ETC/tls/goapp.crt"
+            chmod 0600 "$ETC/tls/goapp.key"
+            echo "made a self-signed certificate for $host in /etc/goapp/tls/ (replace it: --cert/--key)"
+        fi
+    fi
+    tmp="$(mktemp)"
+    sed -e "s|go\.example\.org|$host|g" \
+        -e "s|/etc/goapp/tls/goapp\.crt|$cert_path|g" \
+        -e "s|/etc/goapp/tls/goapp\.key|$key_path|g" \
+        "$src/nginx/goapp.conf" >"$tmp"
+    put 0644 "$tmp" "$NGINX/sites-available/goapp.conf"
+    rm -f "$tmp"
+    mkdir -p "$NGINX/sites-enabled"
+    ln -sfn ../sites-available/goapp.conf "$NGINX/sites-enabled/goapp.conf"
+}
+
+# -- rollback --------------------------------------------------------------------------------
+
+rollback() {
+    require_root
+    [ -f "$BIN/goapp.prev" ] || die "no previous binary ($BIN/goapp.prev)"
+    # A swap: rolling back twice returns to the newer binary.
+    mv "$BIN/goapp" "$BIN/goapp.swap"
+    mv "$BIN/goapp.prev" "$BIN/goapp"
+    mv "$BIN/goapp.swap" "$BIN/goapp.prev"
+    echo "rolled back: /usr/local/bin/goapp is the previous binary (the newer one is goapp.prev)"
+    service systemctl restart goapp.service
+}
+
+# -- uninstall -------------------------------------------------------------------------------
+
+uninstall() {
+    require_root
+    service systemctl disable --now goapp.service goapp-backup.timer
+    rm -f "$UNITS/goapp.service" "$UNITS/goapp-backup.service" "$UNITS/goapp-backup.timer"
+    rm -f "$BIN/goapp" "$BIN/goapp.prev"
+    rm -rf "$DOC"
+    if [ -e "$NGINX/sites-available/goapp.conf" ] || [ -L "$NGINX/sites-enabled/goapp.conf" ]; then
+        rm -f "$NGINX/sites-enabled/goapp.conf" "$NGINX/sites-available/goapp.conf"
+        service systemctl reload-or-restart nginx.service
+    fi
+    service systemctl daemon-reload
+    if [ "$purge" = 1 ]; then
+        rm -rf "$ETC" "$STATE"
+        if [ -n "$DESTDIR" ] || id goapp >/dev/null 2>&1; then
+            system userdel goapp
+        fi
+        echo "goapp is removed, with its settings and data"
+    else
+        echo "goapp is removed; settings (/etc/goapp) and data (/var/lib/goapp) are kept" \
+            "(--uninstall --purge removes them)"
+    fi
+}
+
+case "$action" in
+    install) install_all ;;
+    rollback) rollback ;;
+    uninstall) uninstall ;;
+esac

@@ -1,0 +1,324 @@
+"""The one-file binary (appliance/build.sh -> dist/goapp), run as a self-hoster runs it:
+copied alone into an empty folder and started with an empty environment (``env -i``).
+
+It reports itself frozen with the compiled core; ``serve`` answers /readyz, tells systemd
+it is ready and keeps the watchdog fed (from the bootloader's child: WATCHDOG_PID names the
+bootloader), plays a game through the HTTP API, stops with exit status 0 on SIGTERM and
+leaves no unpacked files behind; started again, it still has the users, the game and its
+token secret, and ``goapp db backup`` copies the live database. The server and the backup
+also run under the seccomp filter and MemoryDenyWriteExecute of their units (emulated:
+tests/sandbox_exec.py).
+
+The binary is built once per session, and only when a source file is newer than it
+(about 30-60 s); ``GOAPP_TEST_BINARY=PATH`` tests a binary built elsewhere instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    from .services import free_port, unavailable
+except ImportError:
+    from services import free_port, unavailable  # type: ignore[no-redef]
+
+ROOT = Path(__file__).resolve().parent.parent
+DIST = ROOT / "dist" / "goapp"
+SOURCES = [ROOT / "goapp", ROOT / "appliance", ROOT / "setup.py", ROOT / "pyproject.toml"]
+SKIP_SUFFIXES = {".pyc", ".c", ".html"}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform != "linux", reason="the appliance is built for Linux"),
+]
+
+
+def newest_source_mtime() -> float:
+    newest = 0.0
+    for src in SOURCES:
+        files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file()]
+        for f in files:
+            if "__pycache__" not in f.parts and f.suffix not in SKIP_SUFFIXES:
+                newest = max(newest, f.stat().st_mtime)
+    return newest
+
+
+@pytest.fixture(scope="session")
+def binary() -> Path:
+    """dist/goapp, rebuilt when any source is newer than it."""
+    given = os.environ.get("GOAPP_TEST_BINARY")
+    if given:
+        return Path(given).resolve()
+    lock = ROOT / "build" / "binary.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # one build at a time across concurrent sessions
+        if not DIST.exists() or DIST.stat().st_mtime < newest_source_mtime():
+            proc = subprocess.run(
+                [str(ROOT / "appliance" / "build.sh")],
+                env={**os.environ, "PYTHON": sys.executable},
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return DIST
+
+
+@pytest.fixture
+def workdir(binary: Path, tmp_path: Path) -> Path:
+    """An empty folder holding only a copy of the binary (and a TMPDIR of its own)."""
+    shutil.copy2(binary, tmp_path / "goapp")
+    (tmp_path / "tmp").mkdir()
+    return tmp_path
+
+
+def clean_env(**extra: str) -> list[str]:
+    return ["env", "-i", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in extra.items())]
+
+
+def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw, status = resp.read(), resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 30) -> float:
+    """Seconds until /readyz answered 200."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        assert proc.poll() is None, f"goapp exited with {proc.returncode}"
+        try:
+            if http("GET", f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"/readyz not 200 within {timeout}s")
+
+
+SANDBOX_EXEC = Path(__file__).resolve().parent / "sandbox_exec.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def sandbox(unit: str) -> list[str]:
+    """A command prefix imposing ``unit``'s SystemCallFilter= and MemoryDenyWriteExecute=
+    (see tests/sandbox_exec.py); unavailable (skip, or fail under CI) where it cannot."""
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, str(SANDBOX_EXEC), str(ROOT / "systemd" / unit), "/bin/true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        unavailable(f"cannot emulate the unit's sandbox here: {probe.stderr.strip()}")
+    prefix = [SYSTEM_PYTHON, str(SANDBOX_EXEC), str(ROOT / "systemd" / unit)]
+    # The filter bites: setuid (@privileged) is refused with EPERM.
+    denied = subprocess.run(
+        [*prefix, SYSTEM_PYTHON, "-c", "import os; os.setuid(os.getuid())"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "PermissionError" in denied.stderr, denied.stderr
+    return prefix
+
+
+class Server:
+    """``goapp serve`` from the binary, with a NOTIFY_SOCKET like systemd's."""
+
+    def __init__(self, workdir: Path, *, wrapper: Sequence[str] = ()) -> None:
+        self.port = free_port()
+        self.notify_path = workdir / "notify"
+        self.notify_path.unlink(missing_ok=True)
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.notify_path))
+        self.log = (workdir / "server.log").open("a")
+        env = clean_env(
+            TMPDIR=str(workdir / "tmp"), NOTIFY_SOCKET=str(self.notify_path), WATCHDOG_USEC="400000"
+        )
+        serve = ["./goapp", "serve", "--port", str(self.port), "--ws-port", "0"]
+        serve += ["--data-dir", str(workdir / "data")]
+        # WATCHDOG_PID=$$ then exec: it names the process systemd would call the main PID,
+        # the bootloader; the interpreter that sends the keep-alives is its child.
+        argv = [*env, *wrapper, "/bin/sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", *serve]
+        self.proc = subprocess.Popen(argv, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def messages(self, want: str, timeout: float = 15) -> list[str]:
+        got: list[str] = []
+        deadline = time.monotonic() + timeout
+        while want not in got:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {want} from goapp; got {got}"
+            self.notify.settimeout(left)
+            with contextlib.suppress(TimeoutError):
+                got += self.notify.recv(4096).decode().split("\n")
+        return got
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=20)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.notify.close()
+        self.log.close()  # both idempotent
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for s in started:
+        s.close()
+
+
+def test_version_reports_a_frozen_build_with_the_compiled_core(workdir: Path) -> None:
+    proc = subprocess.run(
+        [*clean_env(TMPDIR=str(workdir / "tmp")), "./goapp", "version"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "frozen: True" in lines and "core: compiled" in lines, proc.stdout
+    assert "uvloop: available" in lines, proc.stdout
+
+
+@pytest.mark.timeout(180)
+def test_serve_plays_a_game_stops_on_sigterm_and_keeps_it(
+    workdir: Path, servers: list[Server]
+) -> None:
+    first = Server(workdir)
+    servers.append(first)
+    startup = wait_ready(first.proc, first.port)
+    print(f"binary: {startup:.2f} s to /readyz 200 (cold, fresh data directory)")
+    first.messages("READY=1")
+    first.messages("WATCHDOG=1", timeout=5)  # WATCHDOG_PID naming the parent is accepted
+
+    api = first.url + "/api"
+    tokens = {}
+    for name in ("alice", "bob"):
+        status, body = http("POST", f"{api}/register", {"name": name, "password": "binary pw 1"})
+        assert status == 201, body
+        tokens[name] = body["access_token"]
+    challenge = {"size": 9, "rules": "japanese", "color": "black", "opponent": "bob"}
+    challenge["time_control"] = {"system": "byoyomi", "main_s": 600, "periods": 3, "period_s": 30}
+    status, ch = http("POST", f"{api}/challenges", challenge, tokens["alice"])
+    assert status == 201, ch
+    status, accepted = http("POST", f"{api}/challenges/{ch['id']}/accept", None, tokens["bob"])
+    assert status == 200, accepted
+    game_id = int(accepted["game_id"])
+    for user, vertex in [("alice", "E5"), ("bob", "C3"), ("alice", "G7"), ("bob", "D4")]:
+        action = {"game_id": game_id, "action": {"type": "move", "vertex": vertex}}
+        status, body = http("POST", f"{api}/action", action, tokens[user])
+        assert status == 200, body
+    status, before = http("GET", f"{api}/games/{game_id}/events")
+    assert status == 200 and len(before["events"]) >= 4, before
+
+    assert first.stop() == 0
+    first.messages("STOPPING=1")
+    assert list((workdir / "tmp").iterdir()) == []  # the bootloader removed its _MEI folder
+    assert (workdir / "data" / "goapp.db").exists()
+
+    second = Server(workdir)
+    servers.append(second)
+    wait_ready(second.proc, second.port)
+    status, after = http("GET", f"{second.url}/api/games/{game_id}/events")
+    assert status == 200 and after == before
+    # The token secret persisted in the data directory: the old token still works...
+    action = {"game_id": game_id, "action": {"type": "move", "vertex": "C7"}}
+    status, body = http("POST", f"{second.url}/api/action", action, tokens["alice"])
+    assert status == 200, body
+    # ... and the password too.
+    status, body = http(
+        "POST", f"{second.url}/api/login", {"name": "bob", "password": "binary pw 1"}
+    )
+    assert status == 200, body
+    # The backup timer's command, while the server runs: a consistent copy with the game.
+    (workdir / "backups").mkdir()
+    backup = subprocess.run(
+        [
+            *clean_env(TMPDIR=str(workdir / "tmp"), GOAPP_DATA_DIR=str(workdir / "data")),
+            *("./goapp", "db", "backup", "--to", str(workdir / "backups")),
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    [copy] = (workdir / "backups").glob("goapp-*.db")
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT count(*) FROM game_events").fetchone()[0] >= 5
+    assert second.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_serve_and_backup_run_under_their_units_syscall_filter(
+    workdir: Path, servers: list[Server]
+) -> None:
+    server = Server(workdir, wrapper=sandbox("goapp.service"))
+    servers.append(server)
+    wait_ready(server.proc, server.port)
+    server.messages("READY=1")
+    server.messages("WATCHDOG=1", timeout=5)
+    body = {"name": "sandboxed", "password": "seccomp and mdwe"}
+    status, answer = http("POST", f"{server.url}/api/register", body)
+    assert status == 201, answer
+    status, _ = http("GET", f"{server.url}/api/games?status=finished")
+    assert status == 200
+
+    (workdir / "backups").mkdir()
+    backup = subprocess.run(
+        [
+            *clean_env(TMPDIR=str(workdir / "tmp"), GOAPP_DATA_DIR=str(workdir / "data")),
+            *sandbox("goapp-backup.service"),
+            *("./goapp", "db", "backup", "--to", str(workdir / "backups")),
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert server.stop() == 0
+    server.messages("STOPPING=1")
+    assert list((workdir / "tmp").iterdir()) == []
