@@ -9,15 +9,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the test suite drives for real: the rules oracle, the databases, and
-# OpenCL on the CPU for KataGo.
-TEST_DEBS := gnugo postgresql redis-server ocl-icd-libopencl1 pocl-opencl-icd
+# Debian packages the test suite drives for real: the rules oracle, the databases,
+# OpenCL on the CPU for KataGo, and for the appliance Nginx, OpenSSL, shellcheck and
+# libseccomp's Python binding (emulates the unit's SystemCallFilter), and Chromium for the
+# browser tests (driven by Playwright's Python package; never `playwright install`).
+TEST_DEBS := gnugo postgresql redis-server ocl-icd-libopencl1 pocl-opencl-icd nginx openssl shellcheck \
+             python3-seccomp chromium
 # KataGo: the OpenCL build from the katrain wheel on PyPI, and the small test model.
 KATAGO_DIR   ?= .katago
 KATAGO_MODEL ?= ../shared/katago/g170-b6c96-s175395328-d26788732.bin.gz
 PYTEST_ARGS ?=
 
-.PHONY: serve test build install system-deps katago lint typecheck pytest bench clean
+.PHONY: serve test build install system-deps katago lint typecheck pytest bench binary clean
 
 serve: build
 	$(BIN)/goapp serve $(SERVE_ARGS)
@@ -71,3 +74,8 @@ bench: build system-deps
 
 clean:
 	rm -rf build dist *.egg-info goapp/_core.c goapp/_core*.so .pytest_cache .mypy_cache .ruff_cache
+
+# The one-file binary dist/goapp (PyInstaller, installed into the venv when missing); see
+# appliance/build.sh and docs/deployment.md.
+binary: build
+	PYTHON=$(BIN)/python appliance/build.sh

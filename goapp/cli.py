@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--config", metavar="FILE", help="TOML settings file")
     backup.add_argument("--database-url", help="database URL (default: from settings)")
 
-    engine = sub.add_parser("engine", help="KataGo: install it, check it")
+    engine = sub.add_parser("engine", help="KataGo: install it, check it, serve it")
     engine_sub = engine.add_subparsers(dest="engine_command", metavar="ACTION", required=True)
     setup = engine_sub.add_parser(
         "setup", help="install KataGo (OpenCL build from the katrain wheel on PyPI) into DIR"
@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--katago-dir", default=".katago", help="install folder (default .katago)")
     check.add_argument("--visits", type=int, default=100, help="visits of the test query")
     check.add_argument("--json", action="store_true", help="print JSON")
+    serve_engine = engine_sub.add_parser(
+        "serve", help="serve KataGo to remote game servers (engine_url), secret engine_secret"
+    )
+    serve_engine.add_argument(
+        "--listen", default="127.0.0.1:4100", metavar="HOST:PORT", help="default 127.0.0.1:4100"
+    )
+    serve_engine.add_argument("--config", metavar="FILE", help="TOML settings file")
+    serve_engine.add_argument(
+        "--katago-dir",
+        help="KataGo installation (default: katago_binary, DATA_DIR/katago, .katago)",
+    )
 
     bench = sub.add_parser("bench", help="measure this machine")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
@@ -177,6 +188,11 @@ def _engine(args: argparse.Namespace) -> int:
     if args.engine_command == "setup":
         argv = ["--dest", args.dest] + (["--model", args.model] if args.model else [])
         return setup.main(argv)
+
+    if args.engine_command == "serve":
+        from goapp.engine.remote import run_engine_server
+
+        return run_engine_server(load_settings(args.config), args.listen, args.katago_dir)
 
     from goapp.engine.katago import engine_check
 

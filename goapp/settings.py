@@ -119,6 +119,37 @@ class Settings:
         "Lifetime of a refresh token (how long a login lasts unused), in seconds.",
         validator=_positive,
     )
+    engine: str = setting(
+        "auto",
+        "Which engine plays and analyses: auto (remote if engine_url is set, else KataGo if "
+        "a binary and model are found, else GNU Go if `gnugo` is on the PATH), katago, gnugo, "
+        "remote or none.",
+        validator=_one_of("auto", "katago", "gnugo", "remote", "none"),
+    )
+    katago_binary: str = setting(
+        "",
+        "KataGo binary. Empty: the installation made by `goapp engine setup` in "
+        "DATA_DIR/katago, else in ./.katago.",
+    )
+    katago_model: str = setting(
+        "",
+        "KataGo model (.bin.gz). Empty: the newest model in the installation's models/ folder.",
+    )
+    katago_config: str = setting(
+        "", "KataGo analysis config. Empty: the analysis.cfg packaged with goapp."
+    )
+    engine_url: str = setting(
+        "",
+        "URL of a remote engine (`goapp engine serve` on another machine, "
+        "http://gpu-box:4100). Set, it is used instead of a local KataGo.",
+        validator=_url_or_empty("http", "https"),
+    )
+    engine_secret: str = setting(
+        "",
+        "Shared secret of the remote engine (Authorization: Bearer); `goapp engine serve` "
+        "refuses to start without one.",
+        secret=True,
+    )
     log_level: str = setting(
         "info", "Log level.", validator=_one_of("debug", "info", "warning", "error")
     )

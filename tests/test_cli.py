@@ -55,10 +55,12 @@ def test_db_migrate_status_backup(tmp_path: Path) -> None:
     status = goapp("db", "status", "--database-url", url)
     assert status.returncode == 0, status.stderr
     assert "0001_initial\tpending" in status.stdout
+    assert "0002_analysis\tpending" in status.stdout
 
     migrate = goapp("db", "migrate", "--database-url", url)
     assert migrate.returncode == 0, migrate.stderr
     assert "applied 0001_initial" in migrate.stdout
+    assert "applied 0002_analysis" in migrate.stdout
     assert goapp("db", "migrate", "--database-url", url).stdout.strip() == "up to date"
     assert "pending" not in goapp("db", "status", "--database-url", url).stdout
 

@@ -17,7 +17,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from goapp.server.app import create_app
-from goapp.store import open_store
+from goapp.server.context import ServerContext
+from goapp.settings import load_settings
 
 
 def free_port() -> int:
@@ -39,8 +40,12 @@ def test_serve_starts_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     data_dir = tmp_path / "data"  # does not exist yet: serve creates it
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
+    env["GOAPP_ENGINE"] = "none"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "goapp", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [
+            *(sys.executable, "-m", "goapp", "serve", "--port", str(port)),
+            *("--ws-port", "0", "--data-dir", str(data_dir)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -61,7 +66,11 @@ def test_serve_starts_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
         status, body = get(f"http://127.0.0.1:{port}/readyz")
         assert status == 200, body
-        assert json.loads(body) == {"status": "ready", "checks": {"database": "ok"}}
+        assert json.loads(body) == {
+            "status": "ready",
+            "checks": {"database": "ok"},
+            "engine": "absent",
+        }
         assert (data_dir / "goapp.db").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -71,8 +80,10 @@ def test_serve_starts_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
 async def test_readyz_reports_an_unavailable_database(
     tmp_path: Path, aiohttp_client: object
 ) -> None:
-    store = await open_store(f"sqlite:///{tmp_path / 'goapp.db'}")
-    client: TestClient = await aiohttp_client(create_app(store))  # type: ignore[operator]
+    settings = load_settings(env={}, overrides={"data_dir": str(tmp_path)})
+    ctx = await ServerContext.open(settings)
+    store = ctx.store
+    client: TestClient = await aiohttp_client(create_app(ctx))  # type: ignore[operator]
     response = await client.get("/readyz")
     assert response.status == 200
     await store.close()  # from now on every query fails with StoreUnavailableError

@@ -1,30 +1,33 @@
-"""The HTTP server process: health endpoints and the landing page.
+"""The server process: builds the aiohttp application and runs it until SIGTERM.
 
-This is the skeleton the game server grows on (API, WebSocket gateway, lobby): it opens the
-store, applies migrations, and answers ``/healthz`` (the process is alive) and ``/readyz``
-(the database answers), so that systemd, Nginx and load balancers can supervise it already.
+One process serves the HTTP API and the browser app on ``port``, the WebSocket gateway at
+``/ws`` on the same port and, when ``ws_port`` is set, on a port of its own (so that Nginx
+can route sockets separately). A background task ends games whose clock ran out, whether or
+not anyone is connected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-import time
-from html import escape
 
 from aiohttp import web
 
 from goapp import __version__
 from goapp.obs.logging import setup_logging
+from goapp.obs.systemd import Notifier, watchdog_loop
+from goapp.server import api, ws
+from goapp.server import web as spa
+from goapp.server.context import CTX, ServerContext
 from goapp.settings import Settings
-from goapp.store import Store, open_store
 from goapp.store.errors import StoreError
 
 log = logging.getLogger("goapp.server")
 
-STORE_KEY = web.AppKey("store", Store)
-STARTED_KEY = web.AppKey("started", float)
+#: How often the timeout sweeper looks for games whose clock ran out.
+TIMEOUT_SWEEP_INTERVAL_S = 0.5
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -32,70 +35,101 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database answers, 503 with the reason when it does not."""
+    """200 when the database answers, 503 with the reason when it does not. ``engine``
+    (``up``, ``starting``, ``degraded``, ``absent``) is reported but never makes the server
+    unready: games between people go on without it."""
+    ctx = request.app[CTX]
     checks: dict[str, str] = {}
     try:
-        await asyncio.wait_for(request.app[STORE_KEY].ping(), timeout=2.0)
+        await asyncio.wait_for(ctx.store.ping(), timeout=2.0)
         checks["database"] = "ok"
     except (StoreError, TimeoutError) as exc:
         checks["database"] = f"unavailable: {exc}"
     ready = all(value == "ok" for value in checks.values())
     return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        {"status": "ready" if ready else "not ready", "checks": checks, "engine": ctx.engine_state},
         status=200 if ready else 503,
     )
 
 
-async def index(request: web.Request) -> web.Response:
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>goapp</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto">
-<h1>goapp {escape(__version__)}</h1>
-<p>The server is running. The rules core and the store are in place; the game server and
-the browser app are being built (see the README).</p>
-<p><a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
-</body></html>"""
-    return web.Response(text=page, content_type="text/html")
-
-
-def create_app(store: Store) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
-    app[STORE_KEY] = store
-    app[STARTED_KEY] = time.monotonic()
-    app.router.add_get("/", index)
+def create_app(ctx: ServerContext) -> web.Application:
+    """The HTTP application (API, health, WebSocket at /ws, the browser app)."""
+    app = web.Application(client_max_size=256 * 1024)
+    app[CTX] = ctx
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    api.setup_routes(app)
+    ws.setup_routes(app)
+    spa.setup_routes(app)  # the browser app: /, its routes, /static/
     return app
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGINT/SIGTERM: open and migrate the store, listen, then shut down cleanly."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.effective_database_url
-    store = await open_store(url, synchronous=settings.sqlite_synchronous)  # migrates too
-    runner = web.AppRunner(create_app(store), access_log=None, handle_signals=False)
+def create_ws_app(ctx: ServerContext) -> web.Application:
+    """The application of the dedicated WebSocket port: the gateway and health only."""
+    app = web.Application(client_max_size=64 * 1024)
+    app[CTX] = ctx
+    app.router.add_get("/healthz", healthz)
+    ws.setup_routes(app)
+    return app
+
+
+async def sweep_timeouts(ctx: ServerContext) -> None:
+    """End games whose clock ran out, exactly once even with several instances (the
+    service's conditional append decides who does it)."""
+    while True:
+        try:
+            await ctx.games.check_timeouts()
+        except StoreError as exc:
+            log.warning("timeout sweep failed", extra={"error": str(exc)})
+        except Exception:
+            log.exception("timeout sweep crashed; retrying")
+        await asyncio.sleep(TIMEOUT_SWEEP_INTERVAL_S)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then close sockets, finish queued writes and exit."""
+    ctx = await ServerContext.open(settings, search_cwd=True)
+    runners: list[web.AppRunner] = []
+    sweeper: asyncio.Task[None] | None = None
+    notifier = Notifier()  # systemd Type=notify: READY, WATCHDOG while the store answers
+    watchdog: asyncio.Task[None] | None = None
     try:
+        runner = web.AppRunner(create_app(ctx), access_log=None, handle_signals=False)
+        runners.append(runner)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        if settings.ws_port:
+            ws_runner = web.AppRunner(create_ws_app(ctx), access_log=None, handle_signals=False)
+            runners.append(ws_runner)
+            await ws_runner.setup()
+            await web.TCPSite(ws_runner, settings.host, settings.ws_port).start()
+        sweeper = asyncio.create_task(sweep_timeouts(ctx), name="timeout-sweeper")
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
-        log.info(
-            "listening",
-            extra={"url": f"http://{host}:{settings.port}/", "backend": store.backend},
-        )
-        print(f"goapp {__version__} is running at http://{host}:{settings.port}/", flush=True)
-        if ready is not None:
-            ready.set()
+        url = f"http://{host}:{settings.port}/"
+        log.info("listening", extra={"url": url, "ws_port": settings.ws_port})
+        print(f"goapp {__version__} is running at {url}", flush=True)
+        notifier.ready(f"listening at {url}")
+        watchdog = asyncio.create_task(watchdog_loop(notifier, ctx.store.ping), name="watchdog")
         await stop.wait()
         log.info("shutting down")
+        notifier.stopping("shutting down")
     finally:
-        await runner.cleanup()
-        await store.close()
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await ctx.close()
 
 
 def run_server(settings: Settings) -> int:

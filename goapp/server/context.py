@@ -1,0 +1,164 @@
+"""What every request handler needs, built once per process: settings, store, game service,
+token secret, the engine and its users (bots, score estimates, reviews). Handlers reach it
+as ``request.app[CTX]``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from goapp.engine.bots import BotDriver, Estimator
+from goapp.engine.errors import EngineError
+from goapp.engine.facade import GameEngine, open_engine
+from goapp.engine.review import ReviewService
+from goapp.game.service import GameService
+from goapp.obs import metrics
+from goapp.server.auth import load_or_create_secret
+from goapp.server.hub import Hub
+from goapp.settings import Settings, SettingsError
+from goapp.store import Store, open_store
+
+log = logging.getLogger("goapp.server")
+
+
+@dataclass(eq=False)
+class ServerContext:
+    settings: Settings
+    store: Store
+    games: GameService
+    secret: bytes
+    hub: Hub = field(default_factory=Hub)
+    started: float = field(default_factory=time.monotonic)
+    engine: GameEngine | None = None
+    bots: BotDriver | None = None
+    reviews: ReviewService | None = None
+    estimator: Estimator | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, search_cwd: bool = False) -> ServerContext:
+        """Create the data directory, open and migrate the store, load the token secret,
+        start the engine in the background (``search_cwd``: also look for a KataGo
+        installation in ./.katago, as ``goapp serve`` does)."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.jwt_secret:
+            secret = _secret_from_setting(settings.jwt_secret)
+        else:
+            secret = load_or_create_secret(settings.data_dir / "jwt_secret")
+        store = await open_store(
+            settings.effective_database_url, synchronous=settings.sqlite_synchronous
+        )
+        ctx = cls(settings=settings, store=store, games=GameService(store), secret=secret)
+        try:
+            engine = open_engine(settings, search_cwd=search_cwd, on_latency=_observe_latency)
+        except EngineError as exc:
+            log.error(
+                "engine not available; playing the computer is off", extra={"error": str(exc)}
+            )
+            engine = None
+        await ctx.start_engine(engine)
+        return ctx
+
+    @property
+    def engine_state(self) -> str:
+        """For /readyz: ``up``, ``starting``, ``degraded`` (crashed, restarting, unreachable)
+        or ``absent`` (none configured)."""
+        if self.engine is None:
+            return "absent"
+        state = self.engine.state
+        return state if state in ("up", "starting") else "degraded"
+
+    async def start_engine(self, engine: GameEngine | None) -> None:
+        """Use ``engine``: start it in the background (never waits for KataGo to load),
+        attach the bot driver, resume bot games whose bot is to move. A previous engine's
+        driver and reviews are stopped (the engine itself is the caller's to close)."""
+        await self._stop_tasks()
+        if self.bots is not None:
+            await self.bots.close()
+        if self.reviews is not None:
+            await self.reviews.close()
+        self.engine = engine
+        self.bots = BotDriver(self.games, engine)
+        self.reviews = ReviewService(self.store, self.games, engine)
+        self.estimator = Estimator(engine) if engine is not None else None
+        if engine is None:
+            metrics.ENGINE_UP.set(0)
+            return
+        self.bots.attach()
+        await engine.start()
+        log.info("engine starting", extra={"engine": engine.kind})
+        self._tasks.append(asyncio.create_task(self._resume_bots(), name="bots-resume"))
+        self._tasks.append(asyncio.create_task(self._sample_engine(), name="engine-metrics"))
+
+    async def _resume_bots(self) -> None:
+        assert self.bots is not None
+        try:
+            await self.bots.resume()
+        except Exception:
+            log.exception("resuming bot games failed")
+
+    async def _sample_engine(self, interval: float = 2.0) -> None:
+        """Copy the engine's counters into the Prometheus metrics."""
+        restarts = 0
+        while self.engine is not None:
+            try:
+                st = self.engine.stats()
+                metrics.ENGINE_QUEUE_DEPTH.set(st.get("queue_depth") or 0)
+                vps = st.get("last_visits_per_second")
+                if vps is not None:
+                    metrics.ENGINE_VISITS_PER_SECOND.set(vps)
+                now = int(st.get("restarts") or 0)
+                if now > restarts:
+                    metrics.ENGINE_RESTARTS.inc(now - restarts)
+                restarts = now
+                metrics.ENGINE_UP.set(1 if self.engine_state == "up" else 0)
+            except Exception:
+                log.exception("engine metrics failed")
+            await asyncio.sleep(interval)
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def close(self) -> None:
+        await self._stop_tasks()
+        if self.bots is not None:
+            await self.bots.close()
+        if self.reviews is not None:
+            await self.reviews.close()
+        if self.engine is not None:
+            await self.engine.close()
+        await self.store.close()
+
+
+_PRIORITY_LABELS = {100: "bot", 50: "score", 0: "review"}
+
+
+def _observe_latency(seconds: float, priority: int) -> None:
+    metrics.ENGINE_QUERY_SECONDS.labels(
+        priority=_PRIORITY_LABELS.get(priority, str(priority))
+    ).observe(seconds)
+
+
+def _secret_from_setting(value: str) -> bytes:
+    """Hex (``openssl rand -hex 32``) or, failing that, the text's bytes; at least 32 bytes."""
+    try:
+        secret = bytes.fromhex(value)
+    except ValueError:
+        secret = value.encode()
+    if len(secret) < 32:
+        raise SettingsError("jwt_secret must be at least 32 bytes (64 hex digits)")
+    return secret
+
+
+CTX = web.AppKey("ctx", ServerContext)
