@@ -296,6 +296,32 @@ async def test_event_frames_carry_clocks(client: Client, ctx: ServerContext) -> 
     await ws.close()
 
 
+async def test_claimed_lag_reaches_the_clock_and_is_bounded(
+    client: Client, ctx: ServerContext
+) -> None:
+    """The client's measured lag goes with its action to the clock (which credits it only up
+    to the player's quota); an absurd claim is refused before it reaches the game."""
+    a, ta = await make_user(ctx, "alice")
+    b, _ = await make_user(ctx, "bob")
+    state = await ctx.games.create_game(
+        a, b, user_color="black", size=9, time_control={"system": "absolute", "main_s": 600}
+    )
+    ws = await connect(client, ta)
+    await request(ws, type="subscribe", id="s", game_id=state.game_id)
+    action = {"type": "move", "vertex": "E5"}
+    await send(ws, type="action", id="x", game_id=state.game_id, action=action, lag_ms=60_000)
+    error = await recv_type(ws, "error")
+    assert error["id"] == "x" and error["error"]["code"] == "bad_message"
+    assert len(await ctx.games.events_since(state.game_id, 0)) == 2  # created + started
+
+    await send(ws, type="action", id="m", game_id=state.game_id, action=action, lag_ms=250)
+    event = await recv_type(ws, "event")
+    assert event["kind"] == "move" and event["payload"]["lag_ms"] == 250
+    credited = (await ctx.games.state(state.game_id)).clock.black.lag_credited_ms
+    assert 0 < credited <= 250
+    await ws.close()
+
+
 async def test_resume_after_disconnect(client: Client, ctx: ServerContext) -> None:
     a, _ = await make_user(ctx, "alice")
     b, _ = await make_user(ctx, "bob")

@@ -83,6 +83,10 @@ class UnsubscribeLobby(
     pass
 
 
+#: Larger lag claims are refused outright (the clock would not credit them anyway).
+MAX_LAG_MS = 10_000
+
+
 class Action(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="action"):
     """A game action, the body of ``POST /api/action`` plus ``type`` and ``id``.
     ``request_id`` is the idempotency key (only when given)."""
@@ -90,6 +94,9 @@ class Action(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, ta
     game_id: GameId
     action: dict[str, Any]
     request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)] | None = None
+    #: The network lag the client measured (half its ping round trip). The clock credits it
+    #: only up to the player's lag quota (goapp.rules.clock), so claiming more gains nothing.
+    lag_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_LAG_MS)] = 0
 
 
 class Chat(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="chat"):

@@ -391,7 +391,9 @@ async def on_action(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     t0 = time.perf_counter()
     # Only an explicit request_id makes an action idempotent: message ids are per connection
     # and may restart after a reconnect, so they must never select an earlier action.
-    events = await ctx.games.act(msg.game_id, conn.user_id, msg.action, request_id=msg.request_id)
+    events = await ctx.games.act(
+        msg.game_id, conn.user_id, msg.action, request_id=msg.request_id, lag_ms=msg.lag_ms
+    )
     _ACTION_LATENCY.observe(time.perf_counter() - t0)
     _ack(
         conn,

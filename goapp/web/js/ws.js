@@ -147,6 +147,8 @@ export class Socket {
       clearTimeout(this.pongTimer);
       const now = Date.now();
       this.offset = m.server_time - (t + now) / 2;
+      // One-way lag, sent with actions: the server credits it to the clock up to a quota.
+      this.lagMs = Math.min(10_000, Math.max(0, Math.round((now - t) / 2)));
     }).catch(() => {});
   }
 
@@ -180,7 +182,8 @@ export class Socket {
   /** Act in a game (idempotent across reconnects). */
   action(gameId, action) {
     const request_id = `${this.session}-${++this.actionCount}-${rid().slice(0, 4)}`;
-    return this.request({ type: "action", game_id: gameId, action, request_id }, 30_000);
+    const lag_ms = this.lagMs || 0;
+    return this.request({ type: "action", game_id: gameId, action, request_id, lag_ms }, 30_000);
   }
 
   chat(room, text) { return this.request({ type: "chat", room, text }); }
