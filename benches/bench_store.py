@@ -141,6 +141,8 @@ def store(request: pytest.FixtureRequest, loop: asyncio.AbstractEventLoop) -> It
     try:
         s = loop.run_until_complete(cm.__aenter__())
     except Exception as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"{request.param} unavailable: {e}")
         pytest.skip(f"{request.param} unavailable: {e}")
     try:
         yield s

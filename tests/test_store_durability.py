@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from services import unavailable
 
 from goapp.store import (
     NewEvent,
@@ -186,7 +187,7 @@ def read_only(directory: Path) -> Iterator[None]:
     try:
         _mount("--bind", str(directory), str(directory))
     except (OSError, subprocess.CalledProcessError) as e:
-        pytest.skip(f"cannot bind-mount (needed for a read-only directory as root): {e}")
+        unavailable(f"cannot bind-mount (needed for a read-only directory as root): {e}")
     try:
         _mount("-o", "remount,bind,ro", str(directory))
         yield
@@ -220,13 +221,13 @@ async def test_sqlite_read_only_is_unavailable(tmp_path: Path) -> None:
 def tiny_disk() -> Iterator[Path]:
     """A 1 MiB tmpfs (root only), to fill up."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+        unavailable("mounting a small tmpfs needs root")
     mnt = Path(tempfile.mkdtemp(prefix="goapp-full-"))
     try:
         _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt))
     except (OSError, subprocess.CalledProcessError) as e:
         mnt.rmdir()
-        pytest.skip(f"cannot mount tmpfs: {e}")
+        unavailable(f"cannot mount tmpfs: {e}")
     try:
         yield mnt
     finally:

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
+import goapp.rules as rules
 from goapp.store import Event, NewGame, Store, open_store
-
-rules = pytest.importorskip("goapp.rules")
 
 
 def _fold(game: Any, events: list[Event]) -> Any:

@@ -6,8 +6,8 @@ import shutil
 import uuid
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
+from services import unavailable
 
 try:
     from .services import PgCluster, RedisServer
@@ -27,7 +27,7 @@ async def test_redis_fixture(redis_url: str) -> None:
 
 async def test_throwaway_redis_server() -> None:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+        unavailable("redis-server is not installed")
     server = RedisServer()
     try:
         r = aioredis.from_url(server.url)
