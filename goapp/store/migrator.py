@@ -123,7 +123,18 @@ SQLITE_MIGRATIONS_TABLE = (
 
 def apply_sqlite(conn: sqlite3.Connection, migrations: list[Migration], now_us: int) -> list[str]:
     """Apply pending migrations on an autocommit (``isolation_level=None``) connection."""
-    conn.execute(SQLITE_MIGRATIONS_TABLE)
+    # BEGIN IMMEDIATE takes the write lock (waiting in the busy handler) before anything is
+    # read. A bare CREATE TABLE IF NOT EXISTS would read the schema first and then upgrade to
+    # a write: when another process created the table in between, WAL answers SQLITE_BUSY at
+    # once, without waiting (seen when several servers start on a new database).
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(SQLITE_MIGRATIONS_TABLE)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     applied: list[str] = []
     for m in migrations:
         conn.execute("BEGIN EXCLUSIVE")
