@@ -28,6 +28,8 @@ log = logging.getLogger("goapp.server")
 
 #: How often the timeout sweeper looks for games whose clock ran out.
 TIMEOUT_SWEEP_INTERVAL_S = 0.5
+#: How long a shutdown waits for HTTP requests in flight (systemd's TimeoutStopSec is 30 s).
+SHUTDOWN_TIMEOUT_S = 10.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -94,12 +96,16 @@ async def serve(settings: Settings) -> None:
     notifier = Notifier()  # systemd Type=notify: READY, WATCHDOG while the store answers
     watchdog: asyncio.Task[None] | None = None
     try:
-        runner = web.AppRunner(create_app(ctx), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            create_app(ctx), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
         runners.append(runner)
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
         if settings.ws_port:
-            ws_runner = web.AppRunner(create_ws_app(ctx), access_log=None, handle_signals=False)
+            ws_runner = web.AppRunner(
+                create_ws_app(ctx), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+            )
             runners.append(ws_runner)
             await ws_runner.setup()
             await web.TCPSite(ws_runner, settings.host, settings.ws_port).start()

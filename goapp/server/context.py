@@ -26,6 +26,9 @@ from goapp.store import Store, open_store
 
 log = logging.getLogger("goapp.server")
 
+#: How long a shutdown waits for the engine to stop.
+ENGINE_CLOSE_TIMEOUT_S = 10.0
+
 
 @dataclass(eq=False)
 class ServerContext:
@@ -137,7 +140,12 @@ class ServerContext:
         if self.reviews is not None:
             await self.reviews.close()
         if self.engine is not None:
-            await self.engine.close()
+            # An engine stuck in a long search must not hold the exit; the store below must
+            # finish (it drains the queued writes), so only the engine's close is bounded.
+            try:
+                await asyncio.wait_for(self.engine.close(), ENGINE_CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("the engine did not stop in time; continuing the shutdown")
         await self.store.close()
 
 
