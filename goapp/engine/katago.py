@@ -939,18 +939,10 @@ class KataGoEngine:
     ) -> str:
         """KataGo's move for the player to move (``"pass"`` when it has none), at bot
         priority and without the root noise meant for review analysis."""
-        query = AnalysisQuery(
-            moves=moves,
-            rules=rules,
-            komi=komi,
-            board_x_size=size,
-            board_y_size=size,
-            initial_stones=initial_stones,
-            initial_player=initial_player,
-            max_visits=visits,
-            priority=PRIORITY_BOT,
-            override_settings={"wideRootNoise": 0.0},
-        )
+        query = bot_move_query(
+            moves, size, rules, komi, visits,
+            initial_stones=initial_stones, initial_player=initial_player,
+        )  # fmt: skip
         result = await self.analyze(query, timeout=timeout, tag=tag)
         return result.best_move or "pass"
 
@@ -963,6 +955,31 @@ class KataGoEngine:
             self.cancelled += 1
             self._abandon(query, QueryCancelledError(f"query {query.qid} cancelled"))
         return len(found)
+
+
+def bot_move_query(
+    moves: Sequence[Sequence[str]],
+    size: int,
+    rules: object,
+    komi: float,
+    visits: int,
+    *,
+    initial_stones: Sequence[Sequence[str]] | None = None,
+    initial_player: str | None = None,
+) -> AnalysisQuery:
+    """The query for a bot's move: bot priority, no root noise (that is for review)."""
+    return AnalysisQuery(
+        moves=moves,
+        rules=rules,
+        komi=komi,
+        board_x_size=size,
+        board_y_size=size,
+        initial_stones=initial_stones,
+        initial_player=initial_player,
+        max_visits=visits,
+        priority=PRIORITY_BOT,
+        override_settings={"wideRootNoise": 0.0},
+    )
 
 
 # --------------------------------------------------------------------------------------------

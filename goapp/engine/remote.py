@@ -40,7 +40,7 @@ import msgspec
 from aiohttp import web
 
 from goapp.engine import errors as E
-from goapp.engine.katago import PRIORITY_BOT, AnalysisQuery, AnalysisResult, KataGoEngine
+from goapp.engine.katago import AnalysisQuery, AnalysisResult, KataGoEngine, bot_move_query
 
 __all__ = ["RemoteEngine", "create_engine_app", "run_engine_server", "serve_engine"]
 
@@ -367,18 +367,10 @@ class RemoteEngine:
         tag: str | None = None,
         timeout: float | None = _UNSET,
     ) -> str:
-        query = AnalysisQuery(
-            moves=moves,
-            rules=rules,
-            komi=komi,
-            board_x_size=size,
-            board_y_size=size,
-            initial_stones=initial_stones,
-            initial_player=initial_player,
-            max_visits=visits,
-            priority=PRIORITY_BOT,
-            override_settings={"wideRootNoise": 0.0},
-        )
+        query = bot_move_query(
+            moves, size, rules, komi, visits,
+            initial_stones=initial_stones, initial_player=initial_player,
+        )  # fmt: skip
         result = await self.analyze(query, timeout=timeout, tag=tag)
         return result.best_move or "pass"
 
