@@ -6,7 +6,9 @@ play a short scripted game by clicking on the board (with an undo on the way), a
 browser (a phone) watches every move, Black's network drops and comes back in the middle
 of the game (the page shows "Reconnecting", resumes from the last seq and misses nothing),
 both pass, a dead stone is marked by clicking, both accept and the result shows. Then the
-review page is stepped through with the keyboard, and an uploaded SGF is reviewed.
+review page is stepped through with the keyboard, and an uploaded SGF is reviewed. With
+the real KataGo (the small test model), a game against the computer is played from the
+lobby to the count and its AI review (graph, mistakes, variations, ownership) is checked.
 
 Screenshots of the main screens go to test-artifacts/screenshots/. Without Chromium or
 Playwright the tests skip, except in CI (``CI`` set), where they fail.
@@ -14,6 +16,7 @@ Playwright the tests skip, except in CI (``CI`` set), where they fail.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from goapp.engine.setup import KataGoPaths
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -74,6 +79,21 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``goapp serve`` on a free port, SQLite in a temporary directory, no engine."""
     yield from _serve(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def engine_server(tmp_path_factory: pytest.TempPathFactory, katago: KataGoPaths) -> Iterator[str]:
+    """The same with the real KataGo (the small test model): bots and reviews work."""
+    assert katago.model is not None
+    extra = {
+        "GOAPP_ENGINE": "katago",
+        "GOAPP_KATAGO_BINARY": str(katago.binary),
+        "GOAPP_KATAGO_MODEL": str(katago.model),
+    }
+    ld = katago.env().get("LD_LIBRARY_PATH")
+    if ld:
+        extra["LD_LIBRARY_PATH"] = ld
+    yield from _serve(tmp_path_factory, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -166,11 +186,11 @@ class Player:
         self.page.click("#auth-submit")
         expect(self.page.locator("#me")).to_have_text(name)
 
-    def point(self, vertex: str, size: int = 9) -> tuple[float, float]:
-        """Where a GTP vertex is on the screen."""
+    def point(self, vertex: str, size: int = 9, board: str = "#board") -> tuple[float, float]:
+        """Where a GTP vertex is on the screen (on the game's board, or ``board``)."""
         col = "ABCDEFGHJKLMNOPQRSTUVWXYZ".index(vertex[0])
         row = size - int(vertex[1:])
-        box = self.page.locator("#board svg.board").bounding_box()
+        box = self.page.locator(f"{board} svg.board").bounding_box()
         assert box is not None
         # The viewBox has a margin of 1.15 cells around the (size - 1) cells of the grid.
         cell = box["width"] / (size - 1 + 2 * 1.15)
@@ -497,7 +517,7 @@ def _logged_in(browser: Browser, base: str, name: str, **context_args: Any) -> P
     return player
 
 
-def test_touch_confirm_keyboard_play_and_ai_graph(server: str, browser: Browser) -> None:
+def test_touch_confirm_keyboard_play_and_resign(server: str, browser: Browser) -> None:
     carol = _post(server, "/api/register", {"name": "carol", "password": PASSWORD})
     _post(server, "/api/register", {"name": "dave", "password": PASSWORD})
     challenge = _post(
@@ -556,38 +576,185 @@ def test_touch_confirm_keyboard_play_and_ai_graph(server: str, browser: Browser)
         desk.page.click("dialog .btn.danger")
         expect(phone.page.locator("#result")).to_have_text("Black wins by resignation")
 
-        # -- the AI review graph (the engine's answer is stubbed: no KataGo here) ----------
-        turns = [
-            {"turn": i, "move": m, "winrate": w, "score_lead": s, "visits": 10, "best": b}
-            for i, (m, w, s, b) in enumerate(
-                [
-                    ("E5", 0.55, 1.0, [{"move": "E5", "visits": 8, "winrate": 0.55}]),
-                    ("F5", 0.6, 2.5, [{"move": "D5", "visits": 6, "winrate": 0.4}]),
-                    (None, 0.7, 4.0, [{"move": "E4", "visits": 9, "winrate": 0.7}]),
-                ]
-            )
-        ]
-        review = {"game_id": game_id, "status": "done", "visits": 10, "turns": turns}
-        desk.page.route(
-            f"**/api/games/{game_id}/review",
-            lambda route: route.fulfill(json=review),
-        )
-        desk.goto(f"/review/{game_id}")
-        expect(desk.page.locator("#me")).to_have_text("dave")  # still logged in
-        expect(desk.page.locator("#ai-review .graph-line")).to_have_count(1)
-        expect(desk.page.locator("#ai-lead")).to_have_text("Black leads by 4.0 · Black win 70%")
-        expect(desk.page.locator("#main svg.board .label.best")).to_have_text("A")
-        graph = desk.page.locator("#ai-review svg.graph").bounding_box()
-        assert graph is not None
-        desk.page.mouse.click(graph["x"] + 3, graph["y"] + graph["height"] / 2)  # turn 0
-        expect(desk.page.locator("#move-counter")).to_have_attribute("data-n", "0")
-        expect(desk.page.locator("#ai-lead")).to_have_text("Black leads by 1.0 · Black win 55%")
-        desk.shot("13-review-ai-graph")
         for p in people:
             assert p.errors == [], p.errors
     finally:
         for p in people:
             p.close()
+
+
+def _get(base: str, path: str) -> Any:
+    with urllib.request.urlopen(base + path) as r:
+        return json.loads(r.read())
+
+
+def test_bot_game_and_ai_review(engine_server: str, browser: Browser) -> None:
+    """Against the real KataGo (the small model): a 9x9 game with the computer at the lowest
+    level chosen in the lobby, played to the count, then the AI review of it: the graph drawn
+    from the stored analysis, mistakes marked, a suggestion's variation on the board, the
+    ownership of the final position."""
+    server = engine_server
+    _post(server, "/api/register", {"name": "hana", "password": PASSWORD})
+    hana = _logged_in(browser, server, "hana", viewport={"width": 1280, "height": 900})
+    page = hana.page
+    try:
+        # -- the lobby offers the computer once the server reports its engine --------------
+        hana.goto("/")
+        expect(page.locator("#bot-row")).to_be_visible()
+        page.click("label.seg:has(#ch-size-9)")
+        page.select_option("#ch-color", "black")
+        page.select_option("#ch-time", "none")
+        page.select_option("#ch-bot", "beginner")
+        expect(page.locator("#ch-submit")).to_have_text("Start game")
+        page.click("#ch-submit")
+        page.wait_for_url("**/game/*")
+        game_id = int(page.url.rsplit("/", 1)[1])
+        expect(page.locator("#card-white")).to_contain_text("katago:beginner")
+
+        # -- three moves; the bot answers each (KataGo's first start may take a while) ----
+        bot_ms = 120_000
+        candidates = ["E5", "C3", "G7", "G3", "C7", "E3", "E7", "C5", "G5"]
+        for k in range(3):
+            expect(page.locator("#status")).to_contain_text("Your move", timeout=bot_ms)
+            # the first of these points still empty (the bot may have taken one)
+            v = next(
+                c for c in candidates if not page.locator(f"#board [data-vertex='{c}']").count()
+            )
+            candidates.remove(v)
+            hana.click_point(v)
+            # (the bot may answer before the app shows the move alone: wait for both)
+            expect(page.locator(".game")).to_have_attribute(
+                "data-moves", str(2 * k + 2), timeout=bot_ms
+            )
+        expect(page.locator("#status")).to_contain_text("Your move")
+        assert page.locator("#board .stone.black").count() == 3
+        white = page.locator("#board .stone.white").count()
+        assert 1 <= white <= 3  # the bot played (or passed: a pass is a move too)
+        hana.shot("20-bot-game")
+
+        # -- undo against the bot takes back its reply and my move before it --------------
+        page.click("#undo")
+        expect(page.locator(".game")).to_have_attribute("data-moves", "4", timeout=bot_ms)
+        assert page.locator("#board .stone.black").count() == 2
+        expect(page.locator("#status")).to_contain_text("Your move")
+        v = next(c for c in candidates if not page.locator(f"#board [data-vertex='{c}']").count())
+        candidates.remove(v)
+        hana.click_point(v)
+        expect(page.locator(".game")).to_have_attribute("data-moves", "6", timeout=bot_ms)
+
+        # -- pass until the bot passes too: the bot marks the dead stones and accepts ------
+        for _ in range(60):
+            phase = page.locator(".game").get_attribute("data-phase")
+            if phase != "playing":
+                break
+            n = int(page.locator(".game").get_attribute("data-moves") or 0)
+            expect(page.locator("#pass")).to_be_enabled(timeout=bot_ms)
+            page.click("#pass")
+            page.click("dialog .btn.primary")
+            page.wait_for_function(
+                """n => { const g = document.querySelector(".game");
+                    return g.dataset.phase !== "playing" || Number(g.dataset.moves) >= n + 2; }""",
+                arg=n,
+                timeout=bot_ms,
+            )
+        else:
+            pytest.fail("the bot never passed")
+        expect(page.locator(".game")).to_have_attribute("data-phase", "scoring")
+        expect(page.locator("#card-white .accepted-mark")).to_be_visible(timeout=bot_ms)
+        page.click("#accept-score")
+        expect(page.locator(".game")).to_have_attribute("data-phase", "finished")
+        expect(page.locator("#result")).to_contain_text("wins")
+        moves = int(page.locator(".game").get_attribute("data-moves") or 0)
+        hana.shot("21-bot-game-result")
+
+        # -- the AI review, asked for from the review page --------------------------------
+        page.click("#to-review")
+        page.wait_for_url(f"**/review/{game_id}")
+        page.click("#ai-request")
+        graph_line = page.locator("#ai-review path.graph-line")
+        expect(graph_line).to_have_count(1, timeout=180_000)
+        review = _get(server, f"/api/games/{game_id}/review")
+        turns = review["turns"]
+        assert review["status"] == "done" and len(turns) == moves + 1
+        d = graph_line.get_attribute("d") or ""
+        points = d.count("M") + d.count("L")
+        assert points == sum(isinstance(t["score_lead"], float | int) for t in turns) == moves + 1
+        # Mistakes: the mover's loss of score lead, >= 2 a mistake, >= 5 a blunder; the graph
+        # and the list mark the same moves. Passing on an open board loses a lot.
+        losses = {}
+        for a, b in itertools.pairwise(turns):
+            loss = a["score_lead"] - b["score_lead"]
+            losses[a["turn"] + 1] = loss if a["color"] == "B" else -loss
+        blunders = sorted(n for n, x in losses.items() if x >= 5)
+        mistakes = sorted(n for n, x in losses.items() if 2 <= x < 5)
+        assert blunders, losses
+        marks = page.locator("#ai-review svg.graph .graph-mark")
+        expect(marks).to_have_count(len(blunders) + len(mistakes))
+        got = [int(m.get_attribute("data-n") or 0) for m in marks.all()]
+        assert sorted(got) == sorted(blunders + mistakes)
+        expect(page.locator("#ai-review .graph-mark.blunder")).to_have_count(len(blunders))
+        expect(page.locator("#ai-moves li.blunder")).to_have_count(len(blunders))
+        expect(page.locator("#ai-moves li.mistake")).to_have_count(len(mistakes))
+        # Clicking a mistake jumps there and says what it cost.
+        first = blunders[0]
+        page.locator(f"#ai-moves li[data-n='{first}'] button").click()
+        expect(page.locator("#move-counter")).to_have_attribute("data-n", str(first))
+        expect(page.locator("#ai-verdict")).to_contain_text(f"Move {first}")
+        expect(page.locator("#ai-verdict")).to_contain_text("a blunder")
+
+        # -- suggestions: hover a lettered move on the board, its variation shows numbered --
+        page.keyboard.press("Home")
+        expect(page.locator("#move-counter")).to_have_attribute("data-n", "0")
+        best = turns[0]["best"][0]
+        expect(page.locator("#main svg.board .label.best")).to_have_text("A")
+        page.mouse.move(*hana.point(best["move"], board="#review-board"))
+        pv = [m for m in best["pv"] if m != "pass"]
+        numbered = page.locator("#review-board .pv .pvmove")
+        expect(numbered).to_have_count(len(set(pv)))
+        expect(numbered.first.locator("text")).to_have_text("1")
+        assert numbered.first.locator("circle").get_attribute("class") == "stone pvstone black"
+        page.mouse.move(5, 5)
+        expect(numbered).to_have_count(0)
+        # The list's button pins it (click again to hide).
+        page.locator("#ai-best li button").first.click()
+        expect(page.locator("#ai-best li button").first).to_have_attribute("aria-pressed", "true")
+        page.mouse.move(5, 5)
+        expect(numbered).to_have_count(len(set(pv)))
+        page.evaluate("window.scrollTo(0, 0)")
+        hana.shot("22-review-variation")
+        page.locator("#ai-best li button").first.click()
+        page.mouse.move(5, 5)
+        expect(numbered).to_have_count(0)
+
+        # -- ownership of the final position (stored for that position only) --------------
+        page.check("#ai-ownership")
+        expect(page.locator("#move-counter")).to_have_attribute("data-n", str(moves))
+        ownership = turns[-1]["ownership"]
+        assert len(ownership) == 81
+        own = page.locator("#review-board .ownership rect.own")
+        expect(own).not_to_have_count(0)
+        assert own.count() <= 81
+        page.click("#nav-prev")
+        expect(own).to_have_count(0)
+        expect(page.locator("#ai-ownership-note")).to_contain_text("final position only")
+        page.click("#nav-last")
+        expect(own).not_to_have_count(0)
+        page.locator(f"#ai-moves li[data-n='{first}'] button").click()
+        page.keyboard.press("End")
+        page.evaluate("window.scrollTo(0, 0)")
+        hana.shot("23-review-ai")
+        # Reopened, the stored review shows at once (no engine time).
+        hana.goto(f"/review/{game_id}")
+        expect(graph_line).to_have_count(1)
+        page.click("#theme-toggle")
+        expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+        page.check("#ai-ownership")
+        page.wait_for_timeout(300)
+        page.evaluate("window.scrollTo(0, 0)")
+        hana.shot("24-review-ai-dark")
+        assert hana.errors == [], hana.errors
+    finally:
+        hana.close()
 
 
 def test_the_apps_rules_agree_with_the_core(server: str, browser: Browser) -> None:

@@ -16,16 +16,18 @@ function el(name, attrs = {}, parent = null) {
 }
 
 export class BoardView {
-  /** host: an element; options: onPlay(x, y), onCursor(x, y), label. */
-  constructor(host, { onPlay = null, onCursor = null, label = "Go board", focusable = true } = {}) {
+  /** host: an element; options: onPlay(x, y), onCursor(x, y), onHover(x, y | null), label. */
+  constructor(host, { onPlay = null, onCursor = null, onHover = null, label = "Go board", focusable = true } = {}) {
     this.host = host;
     this.onPlay = onPlay;
     this.onCursor = onCursor;
+    this.onHover = onHover;
     this.id = `b${++uid}`;
     this.w = 0;
     this.h = 0;
     this.state = { position: null, last: null, ko: null, dead: new Set(), owner: null, toPlay: null,
-      interactive: false, markMode: false, pending: null, coords: true, labels: null };
+      interactive: false, markMode: false, pending: null, coords: true, labels: null,
+      ownership: null, pv: null };
     this.cursor = null;
     this.hover = null;
     this.svg = el("svg", { class: "board", role: "application", tabindex: "0", "aria-label": label,
@@ -100,7 +102,9 @@ export class BoardView {
     }
     this.terrG = el("g", { class: "territory" }, svg);
     this.stonesG = el("g", { class: "stones" }, svg);
+    this.ownG = el("g", { class: "ownership" }, svg);
     this.marksG = el("g", { class: "marks" }, svg);
+    this.pvG = el("g", { class: "pv" }, svg);
     this.ghostG = el("g", { class: "ghost" }, svg);
     this.cursorG = el("g", { class: "cursor" }, svg);
     this.hit = el("rect", { x: -M, y: -M, width: W, height: H, fill: "transparent", class: "hit" }, svg);
@@ -127,7 +131,9 @@ export class BoardView {
     this.coordsG.style.display = s.coords ? "" : "none";
     this.terrG.replaceChildren();
     this.stonesG.replaceChildren();
+    this.ownG.replaceChildren();
     this.marksG.replaceChildren();
+    this.pvG.replaceChildren();
     this.svg.classList.toggle("interactive", !!s.interactive);
     this.svg.classList.toggle("marking", !!s.markMode);
     if (!p) return;
@@ -144,6 +150,17 @@ export class BoardView {
           if (dead) {
             el("path", { d: `M${x * C - 7} ${y * C - 7}L${x * C + 7} ${y * C + 7}M${x * C + 7} ${y * C - 7}L${x * C - 7} ${y * C + 7}`,
               class: `deadmark on-${c === BLACK ? "black" : "white"}` }, this.marksG);
+          }
+        }
+        if (s.ownership) {
+          // The engine's ownership (+1 Black, -1 White): a square sized by its certainty, on
+          // empty points and on stones the other colour owns (dead).
+          const o = s.ownership[y * this.w + x];
+          const mine = c === BLACK ? o > 0 : c === WHITE ? o < 0 : false;
+          if (typeof o === "number" && Math.abs(o) >= 0.15 && !mine) {
+            const side = 5 + 9 * Math.min(1, Math.abs(o));
+            el("rect", { x: x * C - side / 2, y: y * C - side / 2, width: side, height: side, rx: 1.5,
+              class: `own ${o > 0 ? "black" : "white"}`, "data-vertex": vertex(x, y, this.h) }, this.ownG);
           }
         }
         if (s.owner) {
@@ -172,6 +189,21 @@ export class BoardView {
         const t = el("text", { x: x * C, y: y * C, "dominant-baseline": "central", "text-anchor": "middle",
           class: `label ${cls || ""} on-${c === BLACK ? "black" : c === WHITE ? "white" : "empty"}` }, this.marksG);
         t.textContent = text;
+      }
+    }
+    if (s.pv) {
+      // A principal variation: translucent stones numbered in order (a point played twice
+      // shows its first number).
+      const seen = new Set();
+      for (const { x, y, color, n } of s.pv) {
+        const key = `${x},${y}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const g = el("g", { class: "pvmove", "data-n": String(n) }, this.pvG);
+        el("circle", { cx: x * C, cy: y * C, r: C * 0.475, class: `stone pvstone ${color === BLACK ? "black" : "white"}` }, g);
+        const t = el("text", { x: x * C, y: y * C, "dominant-baseline": "central", "text-anchor": "middle",
+          class: `pvnum on-${color === BLACK ? "black" : "white"}` }, g);
+        t.textContent = String(n);
       }
     }
     this._renderGhost();
@@ -223,8 +255,13 @@ export class BoardView {
       if (same || (!pt && !this.hover)) return;
       this.hover = pt;
       this._renderGhost();
+      if (this.onHover) this.onHover(pt);
     });
-    svg.addEventListener("pointerleave", () => { this.hover = null; this._renderGhost(); });
+    svg.addEventListener("pointerleave", () => {
+      this.hover = null;
+      this._renderGhost();
+      if (this.onHover) this.onHover(null);
+    });
     svg.addEventListener("click", (e) => {
       const pt = this._point(e);
       if (!pt || !this.onPlay) return;

@@ -347,7 +347,12 @@ export function gameView(main, { id }) {
     clear(controls);
     if (me && playing) {
       const myTurn = g.toMove === me;
-      const lastMine = g.turns.length && g.turns[g.turns.length - 1].color === me;
+      const n = g.turns.length;
+      const lastMine = n && g.turns[n - 1].color === me;
+      // A bot answers at once: against it, undo takes back its reply and your move before it.
+      const opponent = g.players[me === "black" ? "white" : "black"];
+      const botReplied = opponent && opponent.bot && n >= 2 && g.turns[n - 2].color === me;
+      const canUndo = lastMine || botReplied;
       if (g.pending && !g.busy && myTurn) {
         add(controls, h("button.btn.primary.wide#confirm-move", { type: "button", onclick: () => playAt(...g.pending) }, "Confirm move"),
           h("button.btn#cancel-move", { type: "button", onclick: () => { g.pending = null; render(); } }, "Cancel"));
@@ -356,7 +361,7 @@ export function gameView(main, { id }) {
         h("button.btn#pass", { type: "button", disabled: !myTurn, onclick: async () => {
           if (await confirmDialog("Pass this turn?", { yes: "Pass" })) act({ type: "pass" });
         } }, "Pass"),
-        h("button.btn#undo", { type: "button", disabled: !lastMine || !!g.undoBy, onclick: () => act({ type: "undo_request" }) }, "Undo"),
+        h("button.btn#undo", { type: "button", disabled: !canUndo || !!g.undoBy, onclick: () => act({ type: "undo_request" }) }, "Undo"),
         g.turns.length < 2
           ? h("button.btn.ghost#abort", { type: "button", onclick: async () => { if (await confirmDialog("Abort this game? It will not count.", { yes: "Abort", danger: true })) act({ type: "abort" }); } }, "Abort")
           : null,
