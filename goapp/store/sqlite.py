@@ -26,6 +26,7 @@ import contextlib
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -204,6 +205,27 @@ def _run_batch(c: sqlite3.Connection, jobs: list[Job]) -> list[tuple[bool, Any]]
     return results
 
 
+def _retry_while_busy(step: Callable[[], T], wait_s: float = MIGRATION_LOCK_WAIT_S) -> T:
+    """Run ``step``, retrying while the database is busy or locked (up to ``wait_s``).
+
+    ``PRAGMA journal_mode`` does not always go through the busy handler: while another
+    process holds the database for a migration it can answer SQLITE_BUSY at once. It runs on
+    the connection's own thread, so sleeping here does not block the event loop."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.01
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 class SQLiteStore(Store):
     backend = "sqlite"
 
@@ -305,7 +327,7 @@ class SQLiteStore(Store):
     def _prepare_writer(
         self, c: sqlite3.Connection, migrate: bool, migrations: list[Migration]
     ) -> list[str]:
-        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _retry_while_busy(lambda: c.execute("PRAGMA journal_mode = WAL").fetchone()[0])
         if str(mode).lower() != "wal":
             raise StoreUnavailableError(
                 f"cannot put {self.path} in WAL mode (journal_mode is {mode!r}): "
