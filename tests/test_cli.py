@@ -56,6 +56,7 @@ def test_db_migrate_status_backup(tmp_path: Path) -> None:
     assert status.returncode == 0, status.stderr
     assert "0001_initial\tpending" in status.stdout
     assert "0002_analysis\tpending" in status.stdout
+    assert "0003_ratings\tpending" in status.stdout
 
     migrate = goapp("db", "migrate", "--database-url", url)
     assert migrate.returncode == 0, migrate.stderr

@@ -16,6 +16,7 @@ from goapp.store import (
     NewEvent,
     NewGame,
     NotFoundError,
+    RatingUpdate,
     Store,
     StoreUnavailableError,
     backend_of,
@@ -660,3 +661,116 @@ async def test_analysis_rows(store: Store) -> None:
     with pytest.raises(NotFoundError):
         await store.save_analysis(game_id + 1000, [(0, {})])
     assert await store.load_analysis(game_id + 1000) == []
+
+
+# -- ratings (migration 0003_ratings) --------------------------------------------------------------
+
+
+def _updates(a: int, b: int, *, before: int = 0) -> list[RatingUpdate]:
+    return [
+        RatingUpdate(
+            user_id=a,
+            pool=pool,
+            rating_before=1500.0,
+            games_before=before,
+            rating=1662.0,
+            rd=290.0,
+            volatility=0.06,
+        )
+        for pool in ("9", "overall")
+    ] + [
+        RatingUpdate(
+            user_id=b,
+            pool=pool,
+            rating_before=1500.0,
+            games_before=before,
+            rating=1338.0,
+            rd=290.0,
+            volatility=0.06,
+        )
+        for pool in ("9", "overall")
+    ]
+
+
+async def test_ratings_apply_once(store: Store) -> None:
+    game_id = await _game(store, width=9, height=9)
+    a, b = (await store.get_game(game_id)).black_id, (await store.get_game(game_id)).white_id
+    assert a is not None and b is not None
+    assert await store.get_ratings(a) == {}
+    assert await store.is_game_rated(game_id) is True
+    assert await store.apply_rating_update(game_id, _updates(a, b), now=T0) is True
+    ratings = await store.get_ratings(a)
+    assert sorted(ratings) == ["9", "overall"]
+    assert ratings["9"].rating == 1662.0 and ratings["9"].games == 1
+    assert ratings["9"].updated_at == T0
+    user = await store.get_user(a)  # the overall pool is mirrored in the user's row
+    assert (user.rating, user.rd, user.games_count) == (1662.0, 290.0, 1)
+    # the second apply of the same game changes nothing
+    assert await store.apply_rating_update(game_id, _updates(a, b)) is False
+    assert await store.get_ratings(a) == ratings
+    assert (await store.get_user(a)).games_count == 1
+    history = await store.rating_history(a, "9")
+    assert [(h.game_id, h.rating_before, h.rating_after, h.rd_after) for h in history] == [
+        (game_id, 1500.0, 1662.0, 290.0)
+    ]
+    assert await store.rating_history(b, "13") == []
+    board = await store.leaderboard("9")
+    assert [(e.name, e.rating, e.games) for e in board] == [
+        ("alice", 1662.0, 1),
+        ("bob", 1338.0, 1),
+    ]
+    assert await store.leaderboard("9", limit=1) == board[:1]
+    assert await store.leaderboard("9", max_rd=100.0) == []
+    assert await store.leaderboard("19") == []
+    # a stale update (computed from an older rating) is refused and changes nothing
+    other = await store.create_game(NewGame(black_id=a, white_id=b, width=9, height=9))
+    with pytest.raises(ConflictError):
+        await store.apply_rating_update(other.id, _updates(a, b, before=0))
+    assert len(await store.rating_history(a, "overall")) == 1
+    assert await store.apply_rating_update(other.id, _updates(a, b, before=1)) is True
+    assert (await store.get_ratings(b))["overall"].games == 2
+    with pytest.raises(ValueError):
+        await store.apply_rating_update(other.id, [])
+
+
+async def test_ratings_catch_up_query_and_rated_flag(store: Store) -> None:
+    a, b = await _players(store)
+    done = await store.create_game(NewGame(black_id=a, white_id=b, status="playing"))
+    await store.update_game(done.id, GameChange(status="finished", result="B+R"))
+    unrated = await store.create_game(NewGame(black_id=a, white_id=b, status="playing"))
+    await store.set_game_rated(unrated.id, False)
+    assert await store.is_game_rated(unrated.id) is False
+    await store.update_game(unrated.id, GameChange(status="finished", result="B+R"))
+    bot = await store.create_game(NewGame(black_id=a, white_bot="katago:b6", status="playing"))
+    await store.update_game(bot.id, GameChange(status="finished", result="B+R"))
+    await store.create_game(NewGame(black_id=a, white_id=b, status="playing"))
+    assert [g.id for g in await store.unrated_finished_games()] == [done.id]
+    assert await store.apply_rating_update(done.id, _updates(a, b)) is True
+    assert await store.unrated_finished_games() == []
+    with pytest.raises(NotFoundError):
+        await store.is_game_rated(done.id + 1000)
+    with pytest.raises(NotFoundError):
+        await store.set_game_rated(done.id + 1000, True)
+
+
+async def test_ratings_concurrent_apply_one_winner(store: Store) -> None:
+    """Two instances (separate connections) rate the same games at once: for each game,
+    exactly one apply wins; the ratings move once."""
+    a, b = await _players(store)
+    other = await _second_store(store)
+    try:
+        for _ in range(10):
+            g = await store.create_game(NewGame(black_id=a, white_id=b, width=9, height=9))
+            before = (await store.get_ratings(a)).get("9")
+            n = 0 if before is None else before.games
+            results = await asyncio.gather(
+                store.apply_rating_update(g.id, _updates(a, b, before=n)),
+                other.apply_rating_update(g.id, _updates(a, b, before=n)),
+                return_exceptions=True,
+            )
+            assert sorted(r is True for r in results) == [False, True], results
+            assert all(r is False for r in results if r is not True), results
+            assert (await store.get_ratings(a))["9"].games == n + 1
+    finally:
+        await other.close()
+    assert len(await store.rating_history(a, "9")) == 10

@@ -113,7 +113,7 @@ def test_split_statements_handles_quotes_and_triggers() -> None:
 
 
 async def test_migrate_and_status(store_url: str) -> None:
-    names = ["0001_initial", "0002_analysis"]
+    names = ["0001_initial", "0002_analysis", "0003_ratings"]
     assert await admin.status(store_url) == [(n, None) for n in names]
     assert await admin.migrate(store_url) == names
     assert await admin.migrate(store_url) == []

@@ -19,6 +19,7 @@ from goapp.engine.facade import GameEngine, open_engine
 from goapp.engine.review import ReviewService
 from goapp.game.service import GameService
 from goapp.obs import metrics
+from goapp.rating.service import RatingService
 from goapp.server.auth import load_or_create_secret
 from goapp.server.hub import Hub
 from goapp.settings import Settings, SettingsError
@@ -42,7 +43,9 @@ class ServerContext:
     bots: BotDriver | None = None
     reviews: ReviewService | None = None
     estimator: Estimator | None = None
+    ratings: RatingService | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _rating_catch_up: asyncio.Task[None] = field(init=False, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, search_cwd: bool = False) -> ServerContext:
@@ -58,6 +61,7 @@ class ServerContext:
             settings.effective_database_url, synchronous=settings.sqlite_synchronous
         )
         ctx = cls(settings=settings, store=store, games=GameService(store), secret=secret)
+        ctx.start_ratings()
         try:
             engine = open_engine(settings, search_cwd=search_cwd, on_latency=_observe_latency)
         except EngineError as exc:
@@ -99,6 +103,22 @@ class ServerContext:
         self._tasks.append(asyncio.create_task(self._resume_bots(), name="bots-resume"))
         self._tasks.append(asyncio.create_task(self._sample_engine(), name="engine-metrics"))
 
+    def start_ratings(self) -> None:
+        """Rate games as they finish, and (in the background) those a crash left unrated."""
+        self.ratings = RatingService(self.store, self.games)
+        self.ratings.attach()
+        self._rating_catch_up = asyncio.create_task(self._catch_up_ratings(), name="ratings")
+
+    async def _catch_up_ratings(self) -> None:
+        assert self.ratings is not None
+        try:
+            n = await self.ratings.catch_up()
+        except Exception:
+            log.exception("rating catch-up failed")
+            return
+        if n:
+            log.info("rated games missed before the start", extra={"games": n})
+
     async def _resume_bots(self) -> None:
         assert self.bots is not None
         try:
@@ -135,6 +155,11 @@ class ServerContext:
 
     async def close(self) -> None:
         await self._stop_tasks()
+        if self.ratings is not None:
+            self._rating_catch_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._rating_catch_up
+            await self.ratings.close()
         if self.bots is not None:
             await self.bots.close()
         if self.reviews is not None:

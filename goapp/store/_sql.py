@@ -192,3 +192,45 @@ def events_table_args(columns: dict[str, Any], first: int) -> tuple[str, list[An
         args.append(value)
         sql += f", {name} = ${first + len(args) - 1}"
     return sql, args
+
+
+# -- ratings (migration 0003_ratings) ---------------------------------------------------------
+
+RATING = "user_id, pool, rating, rd, volatility, games, updated_at"
+HISTORY = "game_id, user_id, pool, rating_before, rating_after, rd_after, created_at"
+GET_RATINGS = f"SELECT {RATING} FROM ratings WHERE user_id = $1 ORDER BY pool"
+INSERT_HISTORY = (
+    f"INSERT INTO rating_history ({HISTORY}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    " ON CONFLICT (game_id, user_id, pool) DO NOTHING RETURNING game_id"
+)
+# the new rating, only if nobody changed it since it was read (games = $6)
+UPSERT_RATING = (
+    f"INSERT INTO ratings ({RATING}) VALUES ($1, $2, $3, $4, $5, $6 + 1, $7)"
+    " ON CONFLICT (user_id, pool) DO UPDATE SET rating = excluded.rating, rd = excluded.rd,"
+    " volatility = excluded.volatility, games = excluded.games,"
+    " updated_at = excluded.updated_at WHERE ratings.games = $6 RETURNING user_id"
+)
+# the overall pool is mirrored in the users row (users.rating ... games_count)
+MIRROR_OVERALL = (
+    "UPDATE users SET rating = $2, rd = $3, volatility = $4, games_count = $5 WHERE id = $1"
+)
+RATING_HISTORY = (
+    f"SELECT {HISTORY} FROM (SELECT {HISTORY} FROM rating_history"
+    " WHERE user_id = $1 AND pool = $2 ORDER BY created_at DESC, game_id DESC LIMIT $3) AS t"
+    " ORDER BY created_at, game_id"
+)
+LEADERBOARD = (
+    "SELECT r.user_id, u.name, r.rating, r.rd, r.volatility, r.games FROM ratings AS r"
+    " JOIN users AS u ON u.id = r.user_id WHERE r.pool = $1 AND r.rd < $3"
+    " ORDER BY r.rating DESC, r.user_id LIMIT $2"
+)
+GAME_RATED = "SELECT rated FROM games WHERE id = $1"
+SET_GAME_RATED = "UPDATE games SET rated = $2 WHERE id = $1 RETURNING id"
+# finished rated games between two users that have no rating history yet (catch-up)
+UNRATED_FINISHED = (
+    f"SELECT {GAME} FROM games AS g WHERE g.status = 'finished' AND g.rated"
+    " AND g.black_id IS NOT NULL AND g.white_id IS NOT NULL"
+    " AND g.black_bot IS NULL AND g.white_bot IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM rating_history AS h WHERE h.game_id = g.id)"
+    " ORDER BY g.finished_at, g.id LIMIT $1"
+)

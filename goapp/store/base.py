@@ -26,8 +26,12 @@ from .records import (
     Event,
     Game,
     GameChange,
+    LeaderboardEntry,
     NewEvent,
     NewGame,
+    PoolRating,
+    RatingHistoryEntry,
+    RatingUpdate,
     RefreshToken,
     User,
 )
@@ -229,6 +233,48 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def load_analysis(self, game_id: int) -> list[AnalysisTurn]:
         """The stored review rows of a game, by turn (empty when there are none)."""
+
+    # -- ratings (migration 0003_ratings) ----------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_ratings(self, user_id: int) -> dict[str, PoolRating]:
+        """A user's ratings by pool (``"overall"``, ``"9"``, ``"13"``, ``"19"``); pools the
+        user has no rated game in are absent."""
+
+    @abc.abstractmethod
+    async def apply_rating_update(
+        self, game_id: int, updates: Sequence[RatingUpdate], *, now: datetime | None = None
+    ) -> bool:
+        """Record a rated game: history rows for ``game_id`` and the new ratings, in one
+        transaction (the ``overall`` pool is mirrored in the user's row). Returns False,
+        changing nothing, when the game already has history rows: a rating update applies
+        exactly once, across retries and instances. ConflictError (nothing changed) when a
+        rating changed since it was read (``games_before``): recompute and retry."""
+
+    @abc.abstractmethod
+    async def rating_history(
+        self, user_id: int, pool: str, limit: int = 500
+    ) -> list[RatingHistoryEntry]:
+        """The latest ``limit`` rated games of a user in a pool, oldest first."""
+
+    @abc.abstractmethod
+    async def leaderboard(
+        self, pool: str, limit: int = 50, *, max_rd: float | None = None
+    ) -> list[LeaderboardEntry]:
+        """The highest ratings of a pool (only RD below ``max_rd`` when given)."""
+
+    @abc.abstractmethod
+    async def is_game_rated(self, game_id: int) -> bool:
+        """The game's ``rated`` flag (default true). NotFoundError when there is no game."""
+
+    @abc.abstractmethod
+    async def set_game_rated(self, game_id: int, rated: bool) -> None:
+        """Set the game's ``rated`` flag. NotFoundError when there is no game."""
+
+    @abc.abstractmethod
+    async def unrated_finished_games(self, limit: int = 100) -> list[Game]:
+        """Finished rated games between two users with no rating history yet, the earliest
+        finished first (``RatingService.catch_up``)."""
 
     # -- the event log -----------------------------------------------------------------------
 
@@ -562,3 +608,48 @@ def accept_failure(
     if old.challenger_id == acceptor_id:
         return ConflictError("cannot accept your own challenge")
     return ConflictError(f"challenge {challenge_id} is for another user")
+
+
+class RatingAlreadyApplied(ConflictError):
+    """Internal to :meth:`Store.apply_rating_update`: the game has history rows already
+    (raised inside the transaction to roll it back; the method returns False)."""
+
+
+def check_rating_updates(updates: Sequence[RatingUpdate]) -> None:
+    from .records import RATING_POOLS
+
+    if not updates:
+        raise ValueError("apply_rating_update needs at least one update")
+    for u in updates:
+        if u.pool not in RATING_POOLS:
+            raise ValueError(f"unknown rating pool {u.pool!r}")
+
+
+def rating_from_row(r: Sequence[Any]) -> PoolRating:
+    return PoolRating(
+        user_id=r[0],
+        pool=r[1],
+        rating=r[2],
+        rd=r[3],
+        volatility=r[4],
+        games=r[5],
+        updated_at=r[6],
+    )
+
+
+def history_from_row(r: Sequence[Any]) -> RatingHistoryEntry:
+    return RatingHistoryEntry(
+        game_id=r[0],
+        user_id=r[1],
+        pool=r[2],
+        rating_before=r[3],
+        rating_after=r[4],
+        rd_after=r[5],
+        created_at=r[6],
+    )
+
+
+def leader_from_row(r: Sequence[Any]) -> LeaderboardEntry:
+    return LeaderboardEntry(
+        user_id=r[0], name=r[1], rating=r[2], rd=r[3], volatility=r[4], games=r[5]
+    )

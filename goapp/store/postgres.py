@@ -35,6 +35,7 @@ from .base import (
     IDENTITY_TABLES,
     PRIMARY_KEYS,
     TIMESTAMP_COLUMNS,
+    RatingAlreadyApplied,
     Store,
     accept_failure,
     challenge_from_row,
@@ -43,11 +44,15 @@ from .base import (
     check_dt,
     check_events,
     check_new_game,
+    check_rating_updates,
     decode_json,
     encode_json,
     event_from_row,
     game_from_row,
+    history_from_row,
+    leader_from_row,
     name_key,
+    rating_from_row,
     statuses,
     token_from_row,
     user_from_row,
@@ -74,8 +79,12 @@ from .records import (
     Event,
     Game,
     GameChange,
+    LeaderboardEntry,
     NewEvent,
     NewGame,
+    PoolRating,
+    RatingHistoryEntry,
+    RatingUpdate,
     RefreshToken,
     User,
 )
@@ -436,6 +445,63 @@ class PostgresStore(Store):
     async def expired_games(self, now: datetime | None = None, limit: int = 100) -> list[Game]:
         rows = await self._fetch(S.EXPIRED_GAMES, now or utcnow(), limit)
         return [game_from_row(r) for r in rows]
+
+    # -- ratings -------------------------------------------------------------------------------
+
+    async def get_ratings(self, user_id: int) -> dict[str, PoolRating]:
+        rows = await self._fetch(S.GET_RATINGS, user_id)
+        return {r[1]: rating_from_row(r) for r in rows}
+
+    async def apply_rating_update(
+        self, game_id: int, updates: Sequence[RatingUpdate], *, now: datetime | None = None
+    ) -> bool:
+        check_rating_updates(updates)
+        when = check_dt(now or utcnow())
+
+        async def tx(conn: asyncpg.Connection) -> bool:
+            for u in updates:
+                hist = (game_id, u.user_id, u.pool, u.rating_before, u.rating, u.rd, when)
+                if await conn.fetchrow(S.INSERT_HISTORY, *hist) is None:
+                    raise RatingAlreadyApplied(f"game {game_id} is rated already")
+            for u in updates:
+                args = (u.user_id, u.pool, u.rating, u.rd, u.volatility, u.games_before, when)
+                if await conn.fetchrow(S.UPSERT_RATING, *args) is None:
+                    raise ConflictError(f"the {u.pool} rating of user {u.user_id} changed")
+                if u.pool == "overall":
+                    mirror = (u.user_id, u.rating, u.rd, u.volatility, u.games_before + 1)
+                    await conn.execute(S.MIRROR_OVERALL, *mirror)
+            return True
+
+        try:
+            return await self._tx(tx)
+        except RatingAlreadyApplied:
+            return False
+
+    async def rating_history(
+        self, user_id: int, pool: str, limit: int = 500
+    ) -> list[RatingHistoryEntry]:
+        return [
+            history_from_row(r) for r in await self._fetch(S.RATING_HISTORY, user_id, pool, limit)
+        ]
+
+    async def leaderboard(
+        self, pool: str, limit: int = 50, *, max_rd: float | None = None
+    ) -> list[LeaderboardEntry]:
+        bound = float("inf") if max_rd is None else max_rd
+        return [leader_from_row(r) for r in await self._fetch(S.LEADERBOARD, pool, limit, bound)]
+
+    async def is_game_rated(self, game_id: int) -> bool:
+        row = await self._fetchrow(S.GAME_RATED, game_id)
+        if row is None:
+            raise NotFoundError(f"game {game_id} not found")
+        return bool(row[0])
+
+    async def set_game_rated(self, game_id: int, rated: bool) -> None:
+        if await self._write(S.SET_GAME_RATED, game_id, rated) is None:
+            raise NotFoundError(f"game {game_id} not found")
+
+    async def unrated_finished_games(self, limit: int = 100) -> list[Game]:
+        return [game_from_row(r) for r in await self._fetch(S.UNRATED_FINISHED, limit)]
 
     # -- the event log -----------------------------------------------------------------------
 

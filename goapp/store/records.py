@@ -160,3 +160,53 @@ class GameChange:
         if "deadline" not in out and out.get("status") in FINISHED_GAME_STATUSES:
             out["deadline"] = None
         return out
+
+
+#: Rating pools: ``overall`` (every rated game) and one per board size.
+RATING_POOLS: Final = ("overall", "9", "13", "19")
+
+
+class PoolRating(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's Glicko-2 rating in one pool (see ``docs/ratings.md``)."""
+
+    user_id: int
+    pool: str
+    rating: float
+    rd: float
+    volatility: float
+    games: int
+    updated_at: datetime
+
+
+class RatingUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """One player's new rating in one pool after one game, for
+    :meth:`Store.apply_rating_update`. ``games_before`` is the pool's game count the rating
+    was computed from (0 for a player new to the pool): the update fails with
+    ConflictError when another game changed the rating meanwhile (recompute and retry)."""
+
+    user_id: int
+    pool: str
+    rating_before: float
+    games_before: int
+    rating: float
+    rd: float
+    volatility: float
+
+
+class RatingHistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    game_id: int
+    user_id: int
+    pool: str
+    rating_before: float
+    rating_after: float
+    rd_after: float
+    created_at: datetime
+
+
+class LeaderboardEntry(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: int
+    name: str
+    rating: float
+    rd: float
+    volatility: float
+    games: int

@@ -41,6 +41,7 @@ from .base import (
     COLUMNS,
     PRIMARY_KEYS,
     TIMESTAMP_COLUMNS,
+    RatingAlreadyApplied,
     Store,
     accept_failure,
     challenge_from_row,
@@ -49,12 +50,16 @@ from .base import (
     check_dt,
     check_events,
     check_new_game,
+    check_rating_updates,
     decode_json,
     dt_to_us,
     encode_json,
     event_from_row,
     game_from_row,
+    history_from_row,
+    leader_from_row,
     name_key,
+    rating_from_row,
     statuses,
     token_from_row,
     us_to_dt,
@@ -76,8 +81,12 @@ from .records import (
     Event,
     Game,
     GameChange,
+    LeaderboardEntry,
     NewEvent,
     NewGame,
+    PoolRating,
+    RatingHistoryEntry,
+    RatingUpdate,
     RefreshToken,
     User,
 )
@@ -585,6 +594,65 @@ class SQLiteStore(Store):
 
     async def expired_games(self, now: datetime | None = None, limit: int = 100) -> list[Game]:
         return await self._games(S.EXPIRED_GAMES, (now or utcnow(), limit))
+
+    # -- ratings -------------------------------------------------------------------------------
+
+    async def get_ratings(self, user_id: int) -> dict[str, PoolRating]:
+        rows = await self._read(lambda c: c.execute(q(S.GET_RATINGS), (user_id,)).fetchall())
+        return {r[1]: rating_from_row((*r[:6], us_to_dt(r[6]))) for r in rows}
+
+    async def apply_rating_update(
+        self, game_id: int, updates: Sequence[RatingUpdate], *, now: datetime | None = None
+    ) -> bool:
+        check_rating_updates(updates)
+        when = dt_to_us(now or utcnow())
+
+        def job(c: sqlite3.Connection) -> bool:
+            for u in updates:
+                hist = (game_id, u.user_id, u.pool, u.rating_before, u.rating, u.rd, when)
+                if _one(c, S.INSERT_HISTORY, hist) is None:
+                    raise RatingAlreadyApplied(f"game {game_id} is rated already")
+            for u in updates:
+                args = (u.user_id, u.pool, u.rating, u.rd, u.volatility, u.games_before, when)
+                if _one(c, S.UPSERT_RATING, args) is None:
+                    raise ConflictError(f"the {u.pool} rating of user {u.user_id} changed")
+                if u.pool == "overall":
+                    mirror = (u.user_id, u.rating, u.rd, u.volatility, u.games_before + 1)
+                    c.execute(q(S.MIRROR_OVERALL), mirror)
+            return True
+
+        try:
+            return await self._write(job)
+        except RatingAlreadyApplied:
+            return False
+
+    async def rating_history(
+        self, user_id: int, pool: str, limit: int = 500
+    ) -> list[RatingHistoryEntry]:
+        args = (user_id, pool, limit)
+        rows = await self._read(lambda c: c.execute(q(S.RATING_HISTORY), args).fetchall())
+        return [history_from_row((*r[:6], us_to_dt(r[6]))) for r in rows]
+
+    async def leaderboard(
+        self, pool: str, limit: int = 50, *, max_rd: float | None = None
+    ) -> list[LeaderboardEntry]:
+        args = (pool, limit, float("inf") if max_rd is None else max_rd)
+        rows = await self._read(lambda c: c.execute(q(S.LEADERBOARD), args).fetchall())
+        return [leader_from_row(r) for r in rows]
+
+    async def is_game_rated(self, game_id: int) -> bool:
+        row = await self._read(lambda c: _one(c, S.GAME_RATED, (game_id,)))
+        if row is None:
+            raise NotFoundError(f"game {game_id} not found")
+        return bool(row[0])
+
+    async def set_game_rated(self, game_id: int, rated: bool) -> None:
+        row = await self._write(lambda c: _one(c, S.SET_GAME_RATED, (game_id, int(rated))))
+        if row is None:
+            raise NotFoundError(f"game {game_id} not found")
+
+    async def unrated_finished_games(self, limit: int = 100) -> list[Game]:
+        return await self._games(S.UNRATED_FINISHED, (limit,))
 
     # -- the event log -----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import asyncio
 
 from aiohttp import web
 
-from goapp.server.api import accounts, challenges, engine, games, meta
+from goapp.server.api import accounts, challenges, engine, games, meta, ratings
 from goapp.server.api.common import RATE_LIMITER, ROUTES, Route, api_middleware
 from goapp.server.ratelimit import RateLimiter
 
@@ -22,6 +22,7 @@ def all_routes() -> list[Route]:
     """Every documented /api route."""
     return [
         *accounts.ROUTES,
+        *ratings.ROUTES,
         *challenges.ROUTES,
         *games.ROUTES,
         *engine.ROUTES,

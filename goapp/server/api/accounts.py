@@ -24,6 +24,7 @@ from goapp.server.api.common import (
     rate_limit,
     require_user_id,
 )
+from goapp.server.api.ratings import PoolRatingOut, user_ratings
 from goapp.server.auth import InvalidTokenError, InvalidUsernameError
 from goapp.server.context import ServerContext
 from goapp.server.errors import ApiError
@@ -50,6 +51,13 @@ class UserOut(msgspec.Struct):
     rating: float
     games_count: int
     created_at: datetime
+
+
+class ProfileOut(UserOut):
+    """A user's public profile: ``ratings`` by pool (``overall``, ``9``, ``13``, ``19``),
+    only the pools the user has rated games in."""
+
+    ratings: dict[str, PoolRatingOut]
 
 
 class Session(msgspec.Struct):
@@ -232,7 +240,9 @@ async def get_user(request: web.Request) -> web.Response:
         )
     except (InvalidUsernameError, NotFoundError):
         raise ApiError(404, "user_not_found", f"no user named {name!r}") from None
-    return json_response(user_out(user))
+    out = user_out(user)
+    ratings = await user_ratings(store, user.id)
+    return json_response(ProfileOut(**msgspec.structs.asdict(out), ratings=ratings))
 
 
 ROUTES = [
@@ -294,9 +304,9 @@ ROUTES = [
         "GET",
         "/api/users/{name}",
         get_user,
-        "A user's public profile",
+        "A user's public profile, with ratings by pool",
         "accounts",
-        response=UserOut,
+        response=ProfileOut,
         params=(Param("name", "path", {"type": "string"}, "the user name", required=True),),
         errors=(404,),
     ),
