@@ -3,7 +3,7 @@ copied alone into an empty folder and started with an empty environment (``env -
 
 It reports itself frozen with the compiled core; ``serve`` answers /readyz, tells systemd
 it is ready and keeps the watchdog fed (from the bootloader's child: WATCHDOG_PID names the
-bootloader), plays a game through the HTTP API, stops with exit status 0 on SIGTERM and
+bootloader), plays moves over the WebSocket, stops with exit status 0 on SIGTERM and
 leaves no unpacked files behind; started again, it still has the users, the game and its
 token secret, and ``goapp db backup`` copies the live database. The server and the backup
 also run under the seccomp filter and MemoryDenyWriteExecute of their units (emulated:
@@ -15,6 +15,7 @@ The binary is built once per session, and only when a source file is newer than 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -220,6 +221,44 @@ def test_version_reports_a_frozen_build_with_the_compiled_core(workdir: Path) ->
     assert "uvloop: available" in lines, proc.stdout
 
 
+async def play_over_websocket(
+    url: str, game_id: int, tokens: dict[str, str], moves: list[tuple[str, str]]
+) -> list[int]:
+    """Each player on its own WebSocket (token in the subprotocol, as browsers send it);
+    returns the seq of each acknowledged move."""
+    import aiohttp
+
+    ws_url = url.replace("http://", "ws://") + "/ws"
+    acked: list[int] = []
+    async with aiohttp.ClientSession() as session:
+        sockets = {
+            name: await session.ws_connect(ws_url, protocols=["goapp.v1", f"bearer.{token}"])
+            for name, token in tokens.items()
+        }
+        try:
+            for n, (name, vertex) in enumerate(moves):
+                ws = sockets[name]
+                await ws.send_json(
+                    {
+                        "type": "action",
+                        "id": n,
+                        "game_id": game_id,
+                        "action": {"type": "move", "vertex": vertex},
+                        "request_id": f"binary-{n}",
+                    }
+                )
+                while True:
+                    frame = await ws.receive_json(timeout=10)
+                    if frame.get("id") == n:
+                        assert frame["type"] == "ack", frame
+                        acked.append(frame["seq"])
+                        break
+        finally:
+            for ws in sockets.values():
+                await ws.close()
+    return acked
+
+
 @pytest.mark.timeout(180)
 def test_serve_plays_a_game_stops_on_sigterm_and_keeps_it(
     workdir: Path, servers: list[Server]
@@ -244,10 +283,9 @@ def test_serve_plays_a_game_stops_on_sigterm_and_keeps_it(
     status, accepted = http("POST", f"{api}/challenges/{ch['id']}/accept", None, tokens["bob"])
     assert status == 200, accepted
     game_id = int(accepted["game_id"])
-    for user, vertex in [("alice", "E5"), ("bob", "C3"), ("alice", "G7"), ("bob", "D4")]:
-        action = {"game_id": game_id, "action": {"type": "move", "vertex": vertex}}
-        status, body = http("POST", f"{api}/action", action, tokens[user])
-        assert status == 200, body
+    moves = [("alice", "E5"), ("bob", "C3"), ("alice", "G7"), ("bob", "D4")]
+    acked = asyncio.run(play_over_websocket(first.url, game_id, tokens, moves))
+    assert acked == [3, 4, 5, 6]  # seqs after game_created and game_started
     status, before = http("GET", f"{api}/games/{game_id}/events")
     assert status == 200 and len(before["events"]) >= 4, before
 
