@@ -61,6 +61,22 @@ def _parse_response(command: str, raw: str) -> str:
     return body
 
 
+def _parse_responses(cmds: Sequence[str], raws: Sequence[str]) -> list[str]:
+    """The answers to a batch of commands, in order. Every answer is read before the first
+    error (``?``) is raised, so that the stream stays in step with the commands."""
+    out: list[str] = []
+    error: GtpError | None = None
+    for c, raw in zip(cmds, raws, strict=True):
+        try:
+            out.append(_parse_response(c, raw))
+        except GtpError as exc:
+            error = error or exc
+            out.append("")
+    if error is not None:
+        raise error
+    return out
+
+
 class GtpClient:
     """Run an engine as a child process and talk GTP to it over its stdin/stdout."""
 
@@ -127,17 +143,7 @@ class GtpClient:
                 raise GtpEngineDied(f"the engine is gone: {exc}") from exc
             raws.extend(self._read_response(c, deadline) for c in cmds[start:end])
             start = end
-        out: list[str] = []
-        error: GtpError | None = None
-        for c, raw in zip(cmds, raws, strict=True):
-            try:
-                out.append(_parse_response(c, raw))
-            except GtpError as exc:
-                error = error or exc
-                out.append("")
-        if error is not None:
-            raise error
-        return out
+        return _parse_responses(cmds, raws)
 
     def send(self, command: str) -> str:
         """Send one command; return the answer's text (``""`` for a bare ``=``)."""
@@ -256,17 +262,7 @@ class AsyncGtpClient:
                 raws = await asyncio.wait_for(self._read_all(cmds), self.timeout)
             except TimeoutError as exc:
                 raise GtpEngineDied(f"no answer within {self.timeout} s") from exc
-        out: list[str] = []
-        error: GtpError | None = None
-        for c, raw in zip(cmds, raws, strict=True):
-            try:
-                out.append(_parse_response(c, raw))
-            except GtpError as exc:
-                error = error or exc
-                out.append("")
-        if error is not None:
-            raise error
-        return out
+        return _parse_responses(cmds, raws)
 
     async def send(self, command: str) -> str:
         return (await self.send_many([command]))[0]
