@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +37,6 @@ class ServerContext:
     games: GameService
     secret: bytes
     hub: Hub = field(default_factory=Hub)
-    started: float = field(default_factory=time.monotonic)
     engine: GameEngine | None = None
     bots: BotDriver | None = None
     reviews: ReviewService | None = None
