@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -207,6 +207,10 @@ class Hub:
         self._wheel: list[set[Conn]] = [set()]
         self._next_slot = 0
         self._ticker: asyncio.Task[None] | None = None
+        #: Called with ``(user_id, online)`` when a user's first connection on this
+        #: instance opens (True) or the last one closes (False). Callbacks must not block;
+        #: schedule a task for anything that awaits.
+        self.on_presence: list[Callable[[int, bool], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -299,6 +303,7 @@ class Hub:
         self.user_conns[user_id] = count + 1
         self.user_names[user_id] = name
         if count == 0:
+            self._presence_changed(user_id, True)
             self.send_lobby_frame(
                 {"type": "presence", "joined": [{"id": user_id, "name": name}], **self._counts()}
             )
@@ -310,9 +315,31 @@ class Hub:
             return
         self.user_conns.pop(user_id, None)
         name = self.user_names.pop(user_id, "")
+        self._presence_changed(user_id, False)
         self.send_lobby_frame(
             {"type": "presence", "left": [{"id": user_id, "name": name}], **self._counts()}
         )
+
+    def _presence_changed(self, user_id: int, online: bool) -> None:
+        for callback in list(self.on_presence):
+            try:
+                callback(user_id, online)
+            except Exception:
+                log.exception("a presence callback failed")
+
+    def is_online(self, user_id: int) -> bool:
+        """Whether ``user_id`` has an open connection on this instance."""
+        return user_id in self.user_conns
+
+    def send_user(self, user_id: int, obj: dict[str, Any]) -> int:
+        """Send ``obj`` to every connection of ``user_id`` (notifications, automatch
+        pairings); returns how many connections got it."""
+        frame = encode_ws_text_frame(orjson.dumps(obj))
+        n = 0
+        for conn in list(self.conns):
+            if conn.user_id == user_id and conn.send(frame):
+                n += 1
+        return n
 
     def _counts(self) -> dict[str, int]:
         return {"users": len(self.user_conns), "guests": self.guests}
