@@ -287,7 +287,7 @@ def test_issue_and_verify() -> None:
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header == HS256
     payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-    assert set(payload) == {"sub", "name", "iat", "exp", "jti", "typ"}
+    assert set(payload) == {"sub", "name", "iat", "exp", "jti", "typ", "iat_ms"}
     assert issue_access_token(SECRET, 42, "alice", 900, NOW) != token  # fresh jti
 
 

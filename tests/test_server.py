@@ -68,7 +68,7 @@ def test_serve_starts_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert status == 200, body
         assert json.loads(body) == {
             "status": "ready",
-            "checks": {"database": "ok"},
+            "checks": {"database": "ok", "bus": "absent"},
             "engine": "absent",
         }
         assert (data_dir / "goapp.db").exists()

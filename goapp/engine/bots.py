@@ -19,6 +19,15 @@ A bot game is an ordinary game whose ``black_bot`` or ``white_bot`` names a bot
 * :meth:`BotDriver.resume` (at start-up) kicks every active bot game, so a game whose bot
   was to move when the server stopped goes on.
 
+Several instances (``holder`` set: the instance id): a step that has something to do first
+takes the lease ``bot:GAME`` (:meth:`Store.acquire_lease`, a conditional upsert in the
+database) and renews it while the engine thinks, so only one instance works on a game's turn
+at a time; an instance that finds the lease held leaves the game alone. Each instance also
+runs :meth:`BotDriver.sweep`: every few seconds it kicks every active bot game nobody here is
+working on, so when an instance dies mid-think its lease expires (``lease_ttl``) and another
+instance plays the move. Two moves for one turn are impossible either way: the request id
+``bot-COLOR-SEQ`` and the conditional append of the next seq make the second one a no-op.
+
 The bot accepts only the marking it proposed; a player who disagrees resumes play (the bot
 plays on and the next two passes score again) or resigns. See docs/engine.md.
 """
@@ -28,7 +37,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,9 +155,15 @@ class BotDriver:
         *,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        holder: str | None = None,
+        lease_ttl: float = 10.0,
     ) -> None:
         self.games = games
         self.engine = engine
+        #: this instance's name in leases; None: the only instance, no leases
+        self.holder = holder
+        self.lease_ttl = lease_ttl
+        self.leases_refused = 0
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._workers: dict[int, asyncio.Task[None]] = {}
@@ -204,6 +221,54 @@ class BotDriver:
         if rows:
             log.info("resuming bot games", extra={"games": len(rows)})
         return len(rows)
+
+    async def sweep(self, interval: float = 2.0) -> None:
+        """Run forever: every ``interval`` seconds kick the active bot games that no worker
+        here is on (a game another instance left mid-turn, its lease expired)."""
+        while not self._closed:
+            await asyncio.sleep(interval)
+            try:
+                rows = await self.games.store.list_active_bot_games()
+            except Exception as exc:
+                log.warning("bot sweep failed", extra={"error": str(exc)})
+                continue
+            for row in rows:
+                task = self._workers.get(row.id)
+                if task is None or task.done():
+                    self._remember(row.id, True)
+                    self.kick(row.id)
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, game_id: int) -> AsyncIterator[bool]:
+        """Hold the game's lease for the body (renewed meanwhile); yields False, holding
+        nothing, when another instance holds it."""
+        if self.holder is None:
+            yield True
+            return
+        store = self.games.store
+        name, holder = f"bot:{game_id}", self.holder
+        ttl_ms = int(self.lease_ttl * 1000)
+        if not await store.acquire_lease(name, holder, ttl_ms, _now_ms()):
+            self.leases_refused += 1
+            yield False
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease_ttl / 3)
+                with contextlib.suppress(Exception):
+                    await store.acquire_lease(name, holder, ttl_ms, _now_ms())
+
+        renewer = asyncio.get_running_loop().create_task(renew(), name=f"bot-lease-{game_id}")
+        try:
+            yield True
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            if not self._closed:  # a closing instance keeps it: it expires (a crash does too)
+                with contextlib.suppress(Exception):
+                    await store.release_lease(name, holder)
 
     async def idle(self) -> None:
         """Wait until no worker runs (tests)."""
@@ -278,6 +343,18 @@ class BotDriver:
             return False
         if self.engine is None:
             raise EngineUnavailableError("no engine configured")
+        if not _has_duty(state, bots):
+            return False
+        async with self._leased(game_id) as mine:
+            if not mine:
+                return False  # another instance is on it; the sweep looks again later
+            fresh = await self.games.state(game_id)
+            return await self._duty(fresh, bots)
+
+    async def _duty(self, state: GameState, bots: list[PlayerColor]) -> bool:
+        game_id = state.game_id
+        if state.is_over:
+            return False
         if state.phase == "playing":
             req = state.undo_request
             if req is not None and state.bot_color(opponent(req[0])) is not None:
@@ -376,6 +453,22 @@ class BotDriver:
                 {"type": "mark_dead", "vertex": vertex},
                 request_id=f"bot-{color}-{fresh.last_seq}",
             )
+
+
+def _has_duty(state: GameState, bots: list[PlayerColor]) -> bool:
+    """Whether a bot of ``state`` has something to do (cheap: no engine, no lease)."""
+    if state.phase == "playing":
+        req = state.undo_request
+        if req is not None and state.bot_color(opponent(req[0])) is not None:
+            return True
+        return state.bot_color(state.to_move) is not None
+    if state.phase == "scoring":
+        return any(side not in state.accepted for side in bots)
+    return False
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _scoring_start(state: GameState) -> int:

@@ -93,3 +93,33 @@ ENGINE_UP = Gauge(
 def render() -> tuple[bytes, str]:
     """The exposition text and its content type."""
     return generate_latest(REGISTRY), exposition.CONTENT_TYPE_LATEST
+
+
+# The bus between instances (goapp.bus.redis; absent with one instance).
+BUS_UP = Gauge(
+    "goapp_bus_up",
+    "1 while the Redis bus is connected and subscribed, 0 while it is degraded.",
+    registry=REGISTRY,
+)
+BUS_MESSAGES = Counter(
+    "goapp_bus_messages_total",
+    "Messages published to or received from the Redis bus, by direction.",
+    ["direction"],
+    registry=REGISTRY,
+)
+BUS_GAP_FILLS = Counter(
+    "goapp_bus_gap_fills_total",
+    "Times a watched game's events were read from the log because the bus skipped some "
+    "(a lost message, a reconnect).",
+    registry=REGISTRY,
+)
+BUS_ERRORS = Counter(
+    "goapp_bus_errors_total",
+    "Redis errors of the bus (each one marks it degraded until it reconnects).",
+    registry=REGISTRY,
+)
+BUS_DROPPED = Counter(
+    "goapp_bus_dropped_total",
+    "Bus messages dropped because the outbox was full while Redis was down.",
+    registry=REGISTRY,
+)

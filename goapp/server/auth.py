@@ -51,8 +51,9 @@ Access tokens (JWT)
 
 HS256 JWTs (RFC 7519), built and checked here with ``hmac`` and ``base64`` so there is no
 algorithm negotiation at all. The header we issue is exactly ``{"alg":"HS256","typ":"JWT"}``;
-the claims are ``sub`` (user id, a string), ``name``, ``iat``, ``exp``, ``jti`` (random id) and
-``typ="access"``. :func:`verify_access_token` rejects, as :class:`InvalidTokenError`:
+the claims are ``sub`` (user id, a string), ``name``, ``iat``, ``exp``, ``jti`` (random id),
+``typ="access"`` and ``iat_ms`` (``iat`` in milliseconds, for :class:`Revocations`).
+:func:`verify_access_token` rejects, as :class:`InvalidTokenError`:
 
 * anything that is not a string of at most 4 KiB, not three dot-separated segments of canonical
   unpadded base64url, or whose header or claims are not JSON objects of the right types;
@@ -433,6 +434,12 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     jti: str
     typ: str
     nbf: int | None = None
+    #: ``iat`` in milliseconds (revocations compare at this precision; older tokens lack it)
+    iat_ms: int | None = None
+
+    @property
+    def issued_ms(self) -> int:
+        return self.iat_ms if self.iat_ms is not None else self.iat * 1000
 
 
 _claims_decoder = msgspec.json.Decoder(AccessClaims)
@@ -453,6 +460,7 @@ def issue_access_token(secret: bytes, user_id: int | str, name: str, ttl_s: int,
     _check_secret(secret)
     if ttl_s <= 0:
         raise ValueError("ttl_s must be positive")
+    wall_ms = time.time_ns() // 1_000_000
     claims = AccessClaims(
         sub=str(user_id),
         name=name,
@@ -460,6 +468,7 @@ def issue_access_token(secret: bytes, user_id: int | str, name: str, ttl_s: int,
         exp=now + ttl_s,
         jti=secrets.token_urlsafe(16),
         typ=ACCESS_TOKEN_TYP,
+        iat_ms=wall_ms if wall_ms // 1000 == now else now * 1000,
     )
     payload = msgspec.json.encode(claims)
     signing_input = f"{_HEADER_B64}.{_b64e(payload)}"
@@ -659,3 +668,44 @@ def load_or_create_secret(path: str | os.PathLike[str], *, allow_insecure: bool 
     raise SecretFileError(
         f"{path} does not contain a secret of at least {MIN_SECRET_BYTES} bytes as hex"
     )
+
+
+class Revocations:
+    """Users whose access tokens issued before a time are refused (logout, password change).
+
+    Access tokens are stateless, so a logout cannot delete one: instead the user id is kept
+    here with a *not-before* time (epoch milliseconds) until every token issued before it has
+    expired anyway (``ttl_s``, the access-token lifetime). With several instances the bus
+    delivers each revocation to all of them (and keeps it in Redis for instances that start
+    later). A refused token raises :class:`ExpiredTokenError`: the client's other sessions
+    refresh and go on; the session that logged out has no refresh token left."""
+
+    def __init__(self, ttl_s: int) -> None:
+        self.ttl_s = ttl_s
+        self._not_before: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._not_before)
+
+    def add(self, user_id: int, not_before_ms: int) -> None:
+        if not_before_ms > self._not_before.get(user_id, 0):
+            self._not_before[user_id] = not_before_ms
+        if len(self._not_before) > 1024:
+            self.purge(time.time_ns() // 1_000_000)
+
+    def purge(self, now_ms: int) -> None:
+        horizon = now_ms - self.ttl_s * 1000 - DEFAULT_LEEWAY_S * 1000
+        for uid in [u for u, nb in self._not_before.items() if nb < horizon]:
+            del self._not_before[uid]
+
+    def check(self, claims: AccessClaims) -> None:
+        """Raise :class:`ExpiredTokenError` when ``claims`` were issued before a revocation."""
+        if not self._not_before:
+            return
+        try:
+            uid = int(claims.sub)
+        except ValueError:
+            return
+        nb = self._not_before.get(uid)
+        if nb is not None and claims.issued_ms < nb:
+            raise ExpiredTokenError("the token was revoked (logout or password change)")

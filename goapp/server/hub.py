@@ -30,7 +30,22 @@ sent nothing (not even a pong) for ``idle_timeout`` seconds is closed with 1001.
 
 Presence: users online (a count of connections per user; guests are only counted) go to
 lobby subscribers as deltas when a user's first connection opens or last one closes; each
-game's watcher count goes to its subscribers when it changes.
+game's watcher count (of this instance) goes to its subscribers when it changes.
+
+Several instances (:attr:`Hub.relay`, set by :class:`goapp.bus.redis.RedisBus`): lobby
+events, chat, :meth:`Hub.send_user` frames and :meth:`Hub.disconnect_user` reach the
+connections of every instance (each frame is delivered here first, then relayed; the
+relay's ``deliver_*`` calls bring the other instances' frames in). Game events do not pass
+through the relay: the bus hands them to :meth:`Hub.broadcast_body` in seq order.
+
+The :attr:`Hub.on_presence` contract: ``callback(user_id, online)`` runs once per *global*
+transition, on one instance only: ``True`` when the user's first connection anywhere opens,
+``False`` when the last one anywhere closes (or when the instance holding it died and
+another one reaped it). While Redis is down, and with one instance, the transitions are
+this instance's own (so a user connected to two instances during an outage may be reported
+offline by one of them). Callbacks must not block; schedule a task for anything that
+awaits, and make what they do safe to repeat (conditional updates), since an outage can
+repeat a transition.
 """
 
 from __future__ import annotations
@@ -60,6 +75,25 @@ log = logging.getLogger("goapp.ws")
 WRITE_BUFFER_LIMIT = 256 * 1024
 PING_FRAME = encode_ws_frame(0x9, b"")
 _DROPPED_SLOW = WS_DROPPED.labels(reason="slow")
+
+
+class Relay(Protocol):
+    """The other instances, as the hub sees them (:class:`goapp.bus.redis.RedisBus` is one).
+
+    The hub delivers every frame to its own connections first, then hands it to the relay,
+    which publishes it; the relay delivers what other instances publish through the hub's
+    ``deliver_*`` methods. Without a relay (one instance) the hub is the whole bus."""
+
+    @property
+    def up(self) -> bool: ...
+    def unwatch(self, game_id: int) -> None: ...
+    def lobby(self, frame: bytes, direct: set[int]) -> None: ...
+    def room(self, room: str, frame: bytes) -> None: ...
+    def user(self, user_id: int, frame: bytes) -> None: ...
+    def disconnect(self, user_id: int, code: int, reason: str) -> None: ...
+    def presence(self, user_id: int, name: str, online: bool) -> bool: ...
+    def online_users(self) -> dict[int, str]: ...
+    def remote_guests(self) -> int: ...
 
 
 class Transport(Protocol):
@@ -207,10 +241,16 @@ class Hub:
         self._wheel: list[set[Conn]] = [set()]
         self._next_slot = 0
         self._ticker: asyncio.Task[None] | None = None
-        #: Called with ``(user_id, online)`` when a user's first connection on this
-        #: instance opens (True) or the last one closes (False). Callbacks must not block;
-        #: schedule a task for anything that awaits.
+        #: Called with ``(user_id, online)`` when a user's first connection opens (True) or
+        #: the last one closes (False): anywhere, on one instance, while the relay is up;
+        #: on this instance otherwise (see the module docstring). Callbacks must not block;
+        #: schedule a task for anything that awaits. Not called for the connections a
+        #: shutdown closes (:meth:`stop`): the server went away, not the player, who
+        #: reconnects to another instance or after the restart.
         self.on_presence: list[Callable[[int, bool], None]] = []
+        self.stopping = False
+        #: The other instances (set by :class:`goapp.bus.redis.RedisBus`); None: one instance.
+        self.relay: Relay | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -229,6 +269,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop the ticker and close every connection with 1001 (going away)."""
+        self.stopping = True
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -290,7 +331,13 @@ class Hub:
         self._user_joined(user_id, name)
 
     def disconnect_user(self, user_id: int, code: int = 1008, reason: str = "logged out") -> int:
-        """Close every connection of ``user_id`` (logout, ban); returns how many."""
+        """Close every connection of ``user_id`` (logout, ban), on every instance; returns
+        how many were closed here."""
+        if self.relay is not None:
+            self.relay.disconnect(user_id, code, reason)
+        return self.deliver_disconnect(user_id, code, reason)
+
+    def deliver_disconnect(self, user_id: int, code: int, reason: str) -> int:
         n = 0
         for conn in list(self.conns):
             if conn.user_id == user_id and not conn.closed:
@@ -303,10 +350,10 @@ class Hub:
         self.user_conns[user_id] = count + 1
         self.user_names[user_id] = name
         if count == 0:
-            self._presence_changed(user_id, True)
-            self.send_lobby_frame(
-                {"type": "presence", "joined": [{"id": user_id, "name": name}], **self._counts()}
-            )
+            relay = self.relay
+            if relay is not None and relay.presence(user_id, name, True):
+                return  # the relay reports the global transition (deliver_presence)
+            self.deliver_presence(user_id, name, True, fire=True)
 
     def _user_left(self, user_id: int) -> None:
         count = self.user_conns.get(user_id, 0) - 1
@@ -315,12 +362,27 @@ class Hub:
             return
         self.user_conns.pop(user_id, None)
         name = self.user_names.pop(user_id, "")
-        self._presence_changed(user_id, False)
+        relay = self.relay
+        if relay is not None and relay.presence(user_id, name, False):
+            return
+        self.deliver_presence(user_id, name, False, fire=True)
+
+    def deliver_presence(self, user_id: int, name: str, online: bool, *, fire: bool) -> None:
+        """A user came online or went offline: a delta to the lobby's sockets and, with
+        ``fire``, the :attr:`on_presence` callbacks (on one instance only)."""
+        if fire:
+            self._presence_changed(user_id, online)
         self.send_lobby_frame(
-            {"type": "presence", "left": [{"id": user_id, "name": name}], **self._counts()}
+            {
+                "type": "presence",
+                "joined" if online else "left": [{"id": user_id, "name": name}],
+                **self._counts(),
+            }
         )
 
     def _presence_changed(self, user_id: int, online: bool) -> None:
+        if self.stopping:
+            return
         for callback in list(self.on_presence):
             try:
                 callback(user_id, online)
@@ -328,27 +390,48 @@ class Hub:
                 log.exception("a presence callback failed")
 
     def is_online(self, user_id: int) -> bool:
-        """Whether ``user_id`` has an open connection on this instance."""
-        return user_id in self.user_conns
+        """Whether ``user_id`` has an open connection: on any instance while the relay is
+        up, on this one otherwise."""
+        if user_id in self.user_conns:
+            return True
+        relay = self.relay
+        return relay is not None and relay.up and user_id in relay.online_users()
 
     def send_user(self, user_id: int, obj: dict[str, Any]) -> int:
-        """Send ``obj`` to every connection of ``user_id`` (notifications, automatch
-        pairings); returns how many connections got it."""
+        """Send ``obj`` to every connection of ``user_id`` on every instance (notifications,
+        automatch pairings); returns how many connections here got it."""
         frame = encode_ws_text_frame(orjson.dumps(obj))
+        if self.relay is not None:
+            self.relay.user(user_id, frame)
+        return self.deliver_user(user_id, frame)
+
+    def deliver_user(self, user_id: int, frame: bytes) -> int:
         n = 0
         for conn in list(self.conns):
             if conn.user_id == user_id and conn.send(frame):
                 n += 1
         return n
 
+    def _online_names(self) -> dict[int, str]:
+        relay = self.relay
+        if relay is None or not relay.up:
+            return self.user_names
+        return {**relay.online_users(), **self.user_names}
+
     def _counts(self) -> dict[str, int]:
-        return {"users": len(self.user_conns), "guests": self.guests}
+        relay = self.relay
+        if relay is None or not relay.up:
+            return {"users": len(self.user_conns), "guests": self.guests}
+        return {
+            "users": len(self._online_names()),
+            "guests": self.guests + relay.remote_guests(),
+        }
 
     def online(self) -> list[dict[str, Any]]:
-        """Users with at least one open connection: ``[{"id", "name"}]`` by id."""
-        return [
-            {"id": uid, "name": self.user_names.get(uid, "")} for uid in sorted(self.user_conns)
-        ]
+        """Users with at least one open connection (on any instance while the relay is up):
+        ``[{"id", "name"}]`` by id."""
+        names = self._online_names()
+        return [{"id": uid, "name": names[uid]} for uid in sorted(names)]
 
     def presence_snapshot(self) -> dict[str, Any]:
         return {"type": "presence", "online": self.online(), **self._counts()}
@@ -395,6 +478,8 @@ class Hub:
             self._send_watchers(game_id)
         else:
             del self.games[game_id]
+            if self.relay is not None:
+                self.relay.unwatch(game_id)
 
     def _send_watchers(self, game_id: int) -> None:
         subs = self.games.get(game_id)
@@ -412,26 +497,32 @@ class Hub:
         self.broadcast_events(events)
 
     def broadcast_events(self, events: Iterable[StoredEvent]) -> None:
-        t0 = time.perf_counter()
         for event in events:
-            subs = self.games.get(event.game_id)
-            if not subs:
-                continue
-            seq = event.seq
-            frame = encode_ws_text_frame(event_json(event))
-            dead = False
-            for conn, floor in subs.items():
-                if floor.__class__ is not int:
-                    floor.append((seq, frame))  # type: ignore[union-attr]
-                elif seq > floor and not conn.closed:  # Conn.send, inlined
-                    t = conn.transport
-                    if not t.is_closing():
-                        t.write(frame)
-                        if t.get_write_buffer_size() > conn.limit:
-                            conn.abort("slow")
-                            dead = True
-            if dead:
-                self._forget_closed(subs)
+            if event.game_id in self.games:
+                self.broadcast_body(event.game_id, event.seq, event_json(event))
+
+    def broadcast_body(self, game_id: int, seq: int, body: bytes) -> None:
+        """Hand one event (its JSON ``body``, :func:`event_json`) to the game's sockets:
+        buffered for subscriptions that are replaying, written to the live ones whose floor
+        is below ``seq``. The bus calls this for events committed on other instances."""
+        subs = self.games.get(game_id)
+        if not subs:
+            return
+        t0 = time.perf_counter()
+        frame = encode_ws_text_frame(body)
+        dead = False
+        for conn, floor in subs.items():
+            if floor.__class__ is not int:
+                floor.append((seq, frame))  # type: ignore[union-attr]
+            elif seq > floor and not conn.closed:  # Conn.send, inlined
+                t = conn.transport
+                if not t.is_closing():
+                    t.write(frame)
+                    if t.get_write_buffer_size() > conn.limit:
+                        conn.abort("slow")
+                        dead = True
+        if dead:
+            self._forget_closed(subs)
         BROADCAST_DURATION.observe(time.perf_counter() - t0)
 
     def send_game_frame(self, game_id: int, frame: bytes) -> None:
@@ -468,10 +559,15 @@ class Hub:
         frame = encode_ws_text_frame(
             orjson.dumps({"type": "lobby", "kind": kind, "payload": payload})
         )
+        direct = _addressees(payload)
+        if self.relay is not None:
+            self.relay.lobby(frame, direct)
+        self.deliver_lobby(frame, direct)
+
+    def deliver_lobby(self, frame: bytes, direct: set[int]) -> None:
         lobby = self.lobby
         for conn in list(lobby):
             conn.send(frame)
-        direct = _addressees(payload)
         if direct:
             for conn in list(self.conns):
                 if conn.user_id in direct and conn not in lobby:
@@ -485,7 +581,12 @@ class Hub:
             conn.send(frame)
 
     def publish_room(self, room: str, frame: bytes) -> None:
-        """A chat frame for ``"lobby"`` or ``"game:ID"``."""
+        """A chat frame for ``"lobby"`` or ``"game:ID"`` (on every instance)."""
+        if self.relay is not None:
+            self.relay.room(room, frame)
+        self.deliver_room(room, frame)
+
+    def deliver_room(self, room: str, frame: bytes) -> None:
         if room == "lobby":
             for conn in list(self.lobby):
                 conn.send(frame)

@@ -10,8 +10,11 @@ it is full, the least recently used bucket is dropped; a dropped bucket comes ba
 errs on the side of letting a request through (an attacker would need more than ``max_keys``
 distinct keys in the refill window to profit, and a single IP cannot make many).
 
-Limits are per process: with several instances behind a load balancer a client gets
-``instances x`` the budget; a ``limit_req`` zone in Nginx is the recommended global limit.
+Several instances: with ``redis_url`` set the buckets live in Redis (:class:`SharedBuckets`,
+one Lua script per hit, Redis's clock), so every instance takes from the same bucket and a
+client gets the budget once, not ``instances x``. While Redis is down (or slower than
+:data:`SHARED_TIMEOUT_S`) each instance falls back to its in-memory buckets: limits stay on,
+per instance, until Redis is back.
 
 The client IP is ``request.remote``: behind Nginx that is Nginx's address unless Nginx passes
 the real one, so per-IP limits become one shared bucket. Until a ``trusted_proxies`` setting
@@ -21,11 +24,14 @@ on the per-user buckets when deploying behind a proxy.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ACTION_PER_IP",
@@ -37,7 +43,30 @@ __all__ = [
     "SGF_PER_IP",
     "Limit",
     "RateLimiter",
+    "SharedBuckets",
 ]
+
+log = logging.getLogger("goapp.server")
+
+#: Longest wait for Redis before a hit falls back to the in-memory bucket.
+SHARED_TIMEOUT_S = 0.25
+
+# KEYS[1]: the bucket; ARGV: burst, tokens per second. Returns the wait (seconds, as text:
+# Lua numbers become integers in replies), 0 when a token was taken.
+_BUCKET_LUA = """
+local burst, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(b[1]) or burst
+local at = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +124,8 @@ class RateLimiter:
         self.clock = clock
         # key -> (tokens, time of last update)
         self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+        #: Buckets shared by every instance (Redis); None: in memory only.
+        self.shared: SharedBuckets | None = None
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -125,6 +156,22 @@ class RateLimiter:
             wait = max(wait, self.hit(name, key))
         return wait
 
+    async def acheck(self, *hits: tuple[str, str]) -> float:
+        """:meth:`check` against the shared buckets when there are some (and Redis answers
+        in time), else against the in-memory ones."""
+        shared = self.shared
+        if shared is not None and shared.available:
+            try:
+                wait = 0.0
+                for name, key in hits:
+                    limit = self.limits.get(name)
+                    if limit is not None:
+                        wait = max(wait, await shared.hit(name, key, limit))
+                return wait
+            except Exception as exc:
+                shared.failed(exc)
+        return self.check(*hits)
+
     def _store(self, key: tuple[str, str], tokens: float, now: float) -> None:
         self._buckets[key] = (tokens, now)
         self._buckets.move_to_end(key)
@@ -135,3 +182,44 @@ class RateLimiter:
 def retry_after_s(wait: float) -> int:
     """The ``Retry-After`` value (whole seconds, at least 1) for a wait."""
     return max(1, math.ceil(wait))
+
+
+class SharedBuckets:
+    """Token buckets in Redis (``goapp:rl:NAME:KEY``), shared by every instance.
+
+    ``redis`` is a ``redis.asyncio`` client; ``up`` says whether it is worth trying (the
+    bus's state). Any error or a reply slower than :data:`SHARED_TIMEOUT_S` makes the caller
+    use its in-memory buckets for that request."""
+
+    def __init__(self, redis: Any, up: Callable[[], bool], prefix: str = "goapp:rl:") -> None:
+        self.redis = redis
+        self.up = up
+        self.prefix = prefix
+        self._sha: str | None = None
+        self.errors = 0
+
+    @property
+    def available(self) -> bool:
+        return self.up()
+
+    async def hit(self, name: str, key: str, limit: Limit) -> float:
+        async with asyncio.timeout(SHARED_TIMEOUT_S):
+            bucket = f"{self.prefix}{name}:{key}"
+            if self._sha is None:
+                self._sha = await self.redis.script_load(_BUCKET_LUA)
+            try:
+                reply = await self.redis.evalsha(self._sha, 1, bucket, limit.burst, limit.per_s)
+            except Exception as exc:
+                if "NOSCRIPT" not in str(exc):
+                    raise
+                self._sha = await self.redis.script_load(_BUCKET_LUA)
+                reply = await self.redis.evalsha(self._sha, 1, bucket, limit.burst, limit.per_s)
+        return float(reply)
+
+    def failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self.errors == 1 or self.errors % 1000 == 0:
+            log.warning(
+                "shared rate limit unavailable; using this instance's buckets",
+                extra={"error": str(exc) or type(exc).__name__, "errors": self.errors},
+            )

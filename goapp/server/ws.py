@@ -75,7 +75,7 @@ def setup_routes(app: web.Application) -> None:
 
     async def start_hub(app: web.Application) -> None:
         ctx = app[CTX]
-        ctx.hub.attach(ctx.games)
+        ctx.bus.attach(ctx.games)
         ctx.hub.start()
 
     async def stop_hub(app: web.Application) -> None:
@@ -109,6 +109,7 @@ def _verify(ctx: ServerContext, token: str) -> AccessClaims:
         int(claims.sub)
     except ValueError:
         raise ApiError(401, "token_invalid", "token subject is not a user id") from None
+    ctx.revocations.check(claims)  # logged out (on any instance) since it was issued
     return claims
 
 
@@ -159,6 +160,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                 "user": None if claims is None else {"id": conn.user_id, "name": conn.name},
                 "server_time": p.server_time_ms(),
                 "protocol": p.PROTOCOL,
+                "instance": ctx.bus.instance_id,
                 "limits": {
                     "max_msg_size": MAX_MSG_SIZE,
                     "msg_rate": MSG_RATE,
@@ -321,6 +323,7 @@ async def _subscribe(
         return False
     hub.subscribe_game(conn, game_id)
     try:
+        await ctx.bus.watch(game_id)  # receive the game's events before reading its state
         if since is None:
             view = await ctx.games.view(game_id)
             sent = view.seq

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -108,7 +107,7 @@ async def _session(ctx: ServerContext, user: User) -> Session:
 
 
 async def register(request: web.Request) -> web.Response:
-    rate_limit(request, ("register:ip", client_ip(request)))
+    await rate_limit(request, ("register:ip", client_ip(request)))
     body = await decode_body(request, Credentials)
     ctx = ctx_of(request)
     name = auth.validate_username(body.name)
@@ -126,7 +125,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    rate_limit(request, ("login:ip", client_ip(request)))
+    await rate_limit(request, ("login:ip", client_ip(request)))
     body = await decode_body(request, Credentials)
     ctx = ctx_of(request)
     user: User | None = None
@@ -194,6 +193,7 @@ async def _reuse_detected(ctx: ServerContext, user_id: int) -> None:
     """A rotated refresh token came back: it was stolen (or a client lost a race). Revoke
     every session of the user and refuse (auth.py, "Refresh tokens", step 3)."""
     count = await db("revoke_user_tokens", ctx.store.revoke_user_tokens(user_id))
+    ctx.revoke_user(user_id)  # the thief's access token too, on every instance
     log.warning(
         "refresh token reuse: every session of the user revoked",
         extra={"user_id": user_id, "revoked": count},
@@ -210,14 +210,12 @@ async def logout(request: web.Request) -> web.Response:
     except NotFoundError:
         return json_response(Ok(ok=True))  # already gone: logging out is idempotent
     await db("revoke_refresh_token", ctx.store.revoke_refresh_token(token_hash))
-    disconnect = getattr(ctx.hub, "disconnect_user", None)
-    if disconnect is not None:
-        try:
-            result = disconnect(record.user_id, code=1008)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("closing the sockets of a user who logged out failed")
+    try:
+        # refuse the user's access tokens issued until now and close their sockets, on
+        # every instance (the user's other sessions refresh and go on)
+        ctx.revoke_user(record.user_id)
+    except Exception:
+        log.exception("closing the sockets of a user who logged out failed")
     return json_response(Ok(ok=True))
 
 

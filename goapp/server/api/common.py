@@ -214,11 +214,13 @@ def bearer_claims(request: web.Request) -> AccessClaims | None:
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidTokenError("expected 'Authorization: Bearer <access token>'")
-    claims = verify_access_token(ctx_of(request).secret, token.strip(), int(time.time()))
+    ctx = ctx_of(request)
+    claims = verify_access_token(ctx.secret, token.strip(), int(time.time()))
     try:
         int(claims.sub)
     except ValueError:
         raise InvalidTokenError("token subject is not a user id") from None
+    ctx.revocations.check(claims)  # logged out (on any instance) since it was issued
     return claims
 
 
@@ -248,12 +250,13 @@ def client_ip(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-def rate_limit(request: web.Request, *hits: tuple[str, str]) -> None:
-    """Take a token from each ``(limit name, key)``; 429 ``rate_limited`` when one is empty."""
+async def rate_limit(request: web.Request, *hits: tuple[str, str]) -> None:
+    """Take a token from each ``(limit name, key)``; 429 ``rate_limited`` when one is empty.
+    The buckets are shared by every instance when Redis is configured."""
     limiter = request.app.get(RATE_LIMITER)
     if limiter is None:
         return
-    wait = limiter.check(*hits)
+    wait = await limiter.acheck(*hits)
     if wait > 0:
         seconds = retry_after_s(wait)
         raise ApiError(
