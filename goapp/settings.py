@@ -150,6 +150,19 @@ class Settings:
         "refuses to start without one.",
         secret=True,
     )
+    redis_url: str = setting(
+        "",
+        "Redis URL (redis://HOST:6379/0) shared by every instance of a multi-instance "
+        "deployment: game events, lobby, chat, presence, rate limits and token revocations "
+        "cross instances through it. Empty: a single instance (in-process fan-out only). "
+        "See docs/scaling.md.",
+        secret=True,
+        validator=_url_or_empty("redis", "rediss", "unix"),
+    )
+    instance_id: str = setting(
+        "",
+        "Name of this instance among several (logs, presence, leases). Empty: HOSTNAME-PID.",
+    )
     log_level: str = setting(
         "info", "Log level.", validator=_one_of("debug", "info", "warning", "error")
     )
@@ -158,6 +171,43 @@ class Settings:
         "Log format: one JSON object a line, or text for humans.",
         validator=_one_of("json", "text"),
     )
+    # -- fair play (docs/game-lifecycle.md) --
+    abandon_timeout_s: int = setting(
+        60,
+        "Seconds a player of a live game may be disconnected before the opponent can claim "
+        "the win (claim_victory). Not for correspondence games.",
+        validator=_positive,
+    )
+    scoring_timeout_s: int = setting(
+        180,
+        "Longest scoring phase, in seconds: when the players have not both accepted by then, "
+        "the game ends with the current marking scored.",
+        validator=_positive,
+    )
+    # -- end of fair play --
+    # -- automatch (docs/api.md, "Automatch") --
+    automatch_interval_s: float = setting(
+        2.0,
+        "Seconds between re-examinations of waiting automatch requests (their rating range "
+        "widens as they wait). Every instance runs it; claims are conditional, so that is "
+        "safe. 0: off (requests are then paired only when posted).",
+    )
+    automatch_offline_cancel_s: int = setting(
+        60,
+        "Seconds a blitz or live automatch request may wait while its player has no "
+        "connection before it is cancelled. 0: never. Correspondence requests are never "
+        "cancelled this way.",
+    )
+    # -- end of automatch --
+    # -- garbage collector (docs/loadtest.md, benches/README.md "Load") --
+    gc_freeze: bool = setting(
+        True,
+        "After start-up, collect once, move every object alive then out of the collector's "
+        "reach (gc.freeze) and set the collection thresholds to (50000, 20, 100), so that "
+        "full collections are rare and do not walk start-up objects: with thousands of "
+        "sockets a full collection stalls every game for 100+ ms.",
+    )
+    # -- end of garbage collector --
 
     @property
     def effective_database_url(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -20,6 +21,7 @@ from goapp.obs.logging import setup_logging
 from goapp.obs.systemd import Notifier, watchdog_loop
 from goapp.server import api, ws
 from goapp.server import web as spa
+from goapp.server.api.common import RATE_LIMITER
 from goapp.server.context import CTX, ServerContext
 from goapp.settings import Settings
 from goapp.store.errors import StoreError
@@ -39,7 +41,13 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """200 when the database answers, 503 with the reason when it does not. ``engine``
     (``up``, ``starting``, ``degraded``, ``absent``) is reported but never makes the server
-    unready: games between people go on without it."""
+    unready: games between people go on without it.
+
+    ``checks["bus"]`` is ``ok`` (Redis connected), ``absent`` (one instance, no Redis) or
+    ``degraded: REASON``. A degraded bus keeps the status 200: the instance still serves its
+    own connections, and a Redis outage degrades every instance at once, so taking them out
+    of the load balancer would only turn a partial outage into a full one (docs/scaling.md).
+    """
     ctx = request.app[CTX]
     checks: dict[str, str] = {}
     try:
@@ -47,7 +55,8 @@ async def readyz(request: web.Request) -> web.Response:
         checks["database"] = "ok"
     except (StoreError, TimeoutError) as exc:
         checks["database"] = f"unavailable: {exc}"
-    ready = all(value == "ok" for value in checks.values())
+    checks["bus"] = ctx.bus.status
+    ready = checks["database"] == "ok"
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks, "engine": ctx.engine_state},
         status=200 if ready else 503,
@@ -61,6 +70,8 @@ def create_app(ctx: ServerContext) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     api.setup_routes(app)
+    # several instances: rate-limit buckets in Redis, shared by all (goapp.server.ratelimit)
+    app[RATE_LIMITER].shared = getattr(ctx.bus, "buckets", None)
     ws.setup_routes(app)
     spa.setup_routes(app)  # the browser app: /, its routes, /static/
     return app
@@ -88,6 +99,26 @@ async def sweep_timeouts(ctx: ServerContext) -> None:
         await asyncio.sleep(TIMEOUT_SWEEP_INTERVAL_S)
 
 
+#: Collector thresholds with ``gc_freeze`` (Python's defaults: 700, 10, 10). Measured with
+#: 10k sockets (benches/README.md, "Load"): a young collection there costs tens of ms
+#: whatever its size, so few of them is what counts: (50000, 20, 100) paused the server
+#: once a minute (about 120 ms) where (2000, 10, 100) paused it 17 times (600 ms in all)
+#: and the defaults without freeze 82 times, once for 723 ms (a full collection walking
+#: every connection's objects). Under overload, when a backlog keeps objects alive, the
+#: middle generation can still grow large (one 962 ms pause in a saturated 5-minute run).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Collect the start-up garbage, freeze what is left (modules, routes, settings, the
+    store's pools: gc.freeze moves them to a generation no collection walks) and raise the
+    thresholds. The load benchmark measures the effect (benches/README.md, "Load")."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    log.info("gc tuned", extra={"frozen": gc.get_freeze_count(), "thresholds": GC_THRESHOLDS})
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then close sockets, finish queued writes and exit."""
     ctx = await ServerContext.open(settings, search_cwd=True)
@@ -110,6 +141,8 @@ async def serve(settings: Settings) -> None:
             await ws_runner.setup()
             await web.TCPSite(ws_runner, settings.host, settings.ws_port).start()
         sweeper = asyncio.create_task(sweep_timeouts(ctx), name="timeout-sweeper")
+        if settings.gc_freeze:
+            tune_gc()
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

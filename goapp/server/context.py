@@ -7,19 +7,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from goapp.bus import Bus, LocalBus, open_bus
 from goapp.engine.bots import BotDriver, Estimator
 from goapp.engine.errors import EngineError
 from goapp.engine.facade import GameEngine, open_engine
 from goapp.engine.review import ReviewService
+from goapp.game.fairplay import FairPlay
 from goapp.game.service import GameService
+from goapp.match.service import AutomatchService
 from goapp.obs import metrics
 from goapp.rating.service import RatingService
-from goapp.server.auth import load_or_create_secret
+from goapp.server.auth import Revocations, load_or_create_secret
 from goapp.server.hub import Hub
 from goapp.settings import Settings, SettingsError
 from goapp.store import Store, open_store
@@ -42,6 +46,12 @@ class ServerContext:
     reviews: ReviewService | None = None
     estimator: Estimator | None = None
     ratings: RatingService | None = None
+    automatch: AutomatchService | None = None
+    fair_play: FairPlay | None = None  # abandonment, your-move notifications
+    #: access tokens refused since a logout (filled on every instance by the bus)
+    revocations: Revocations = field(default_factory=lambda: Revocations(900))
+    #: the fan-out between instances (:class:`LocalBus` with one instance)
+    bus: Bus = field(init=False)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _rating_catch_up: asyncio.Task[None] = field(init=False, repr=False)
 
@@ -59,7 +69,16 @@ class ServerContext:
             settings.effective_database_url, synchronous=settings.sqlite_synchronous
         )
         ctx = cls(settings=settings, store=store, games=GameService(store), secret=secret)
+        ctx.revocations = Revocations(settings.access_token_ttl)
+        ctx.bus = open_bus(settings, ctx.hub, ctx.games, ctx.revocations)
+        await ctx.bus.start()
         ctx.start_ratings()
+        ctx.start_automatch()  # automatch (goapp.match)
+        # -- fair play and correspondence (goapp.game.fairplay) --
+        ctx.games.abandon_timeout_ms = settings.abandon_timeout_s * 1000
+        ctx.games.scoring_timeout_ms = settings.scoring_timeout_s * 1000
+        ctx.fair_play = FairPlay(ctx.games, ctx.hub.send_user).attach(ctx.hub.on_presence)
+        # -- end of fair play --
         try:
             engine = open_engine(settings, search_cwd=search_cwd, on_latency=_observe_latency)
         except EngineError as exc:
@@ -69,6 +88,15 @@ class ServerContext:
             engine = None
         await ctx.start_engine(engine)
         return ctx
+
+    def __post_init__(self) -> None:
+        self.bus = LocalBus(self.hub, self.revocations)
+
+    def revoke_user(self, user_id: int) -> None:
+        """Logout, password change: refuse the user's access tokens issued until now and
+        close their sockets, on every instance."""
+        self.bus.revoke(user_id, time.time_ns() // 1_000_000)
+        self.hub.disconnect_user(user_id, code=1008, reason="logged out")
 
     @property
     def engine_state(self) -> str:
@@ -89,7 +117,10 @@ class ServerContext:
         if self.reviews is not None:
             await self.reviews.close()
         self.engine = engine
-        self.bots = BotDriver(self.games, engine)
+        # several instances: bot turns are leased (one instance thinks), and a sweep takes
+        # over the games of an instance that died mid-turn
+        holder = self.bus.instance_id
+        self.bots = BotDriver(self.games, engine, holder=holder)
         self.reviews = ReviewService(self.store, self.games, engine)
         self.estimator = Estimator(engine) if engine is not None else None
         if engine is None:
@@ -99,6 +130,8 @@ class ServerContext:
         await engine.start()
         log.info("engine starting", extra={"engine": engine.kind})
         self._tasks.append(asyncio.create_task(self._resume_bots(), name="bots-resume"))
+        if holder is not None:
+            self._tasks.append(asyncio.create_task(self.bots.sweep(), name="bots-sweep"))
         self._tasks.append(asyncio.create_task(self._sample_engine(), name="engine-metrics"))
 
     def start_ratings(self) -> None:
@@ -106,6 +139,20 @@ class ServerContext:
         self.ratings = RatingService(self.store, self.games)
         self.ratings.attach()
         self._rating_catch_up = asyncio.create_task(self._catch_up_ratings(), name="ratings")
+
+    # -- automatch (goapp.match) --
+    def start_automatch(self) -> None:
+        """The automatch service and its periodic re-examination of waiting requests."""
+        self.automatch = AutomatchService(
+            self.store,
+            self.games,
+            send=self.hub.send_user,
+            online=self.hub.is_online,
+            offline_cancel_s=self.settings.automatch_offline_cancel_s,
+        )
+        self.automatch.start(self.settings.automatch_interval_s)
+
+    # -- end of automatch --
 
     async def _catch_up_ratings(self) -> None:
         assert self.ratings is not None
@@ -153,6 +200,11 @@ class ServerContext:
 
     async def close(self) -> None:
         await self._stop_tasks()
+        if self.automatch is not None:  # automatch (goapp.match)
+            await self.automatch.close()
+        if self.fair_play is not None:  # fair play
+            await self.fair_play.close()
+        await self.bus.close()
         if self.ratings is not None:
             self._rating_catch_up.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -107,7 +107,11 @@ def build_openapi(routes: Iterable[Route]) -> dict[str, Any]:
             ok["content"] = {"application/json": {"schema": {"type": "object"}}}
         else:
             ok["content"] = {r.response_media: {"schema": {"type": "string"}}}
+        if r.status == 204:
+            ok = {"description": "No Content"}
         responses: dict[str, Any] = {str(r.status): ok}
+        for status in r.extra.get("also_ok", ()):  # another success status, same body
+            responses[str(status)] = ok
         for status in sorted({*r.errors, 500}):
             responses[str(status)] = {
                 "description": _ERROR_TEXT.get(status, "Server error"),

@@ -21,6 +21,7 @@ from .errors import ConflictError, NotFoundError, StoreError
 from .records import (
     GAME_STATUSES,
     AnalysisTurn,
+    AutomatchRequest,
     Challenge,
     ChatMessage,
     Event,
@@ -49,6 +50,8 @@ TABLES: tuple[str, ...] = (
     "chat_messages",
     "challenges",
     "refresh_tokens",
+    "ratings",
+    "rating_history",
 )
 
 
@@ -436,6 +439,78 @@ class Store(abc.ABC):
     async def finish_load(self) -> None:
         """After ``load_rows``: move id sequences past the loaded ids."""
 
+    # -- automatch (migration 0004_automatch; goapp.match) -----------------------------------
+
+    @abc.abstractmethod
+    async def create_automatch_request(
+        self,
+        user_id: int,
+        *,
+        speed: str,
+        sizes: Sequence[int],
+        rated: bool,
+        rating: float,
+        now: datetime | None = None,
+    ) -> tuple[AutomatchRequest, AutomatchRequest | None]:
+        """A new waiting request of ``user_id``, and the user's previous waiting request,
+        cancelled in the same transaction (None when there was none): a player has at most
+        one waiting request. NotFoundError when the user does not exist."""
+
+    @abc.abstractmethod
+    async def get_automatch_request(self, request_id: int) -> AutomatchRequest:
+        """NotFoundError when there is no such request."""
+
+    @abc.abstractmethod
+    async def waiting_automatch_request(self, user_id: int) -> AutomatchRequest | None:
+        """The user's waiting request, if any."""
+
+    @abc.abstractmethod
+    async def waiting_automatch_requests(
+        self, speed: str | None = None, limit: int = 1000
+    ) -> list[AutomatchRequest]:
+        """Waiting requests (of one speed when given), oldest first."""
+
+    @abc.abstractmethod
+    async def cancel_automatch_request(
+        self, user_id: int, *, request_id: int | None = None, now: datetime | None = None
+    ) -> AutomatchRequest | None:
+        """Cancel the user's waiting request (only if its id is ``request_id``, when given);
+        returns it, or None when there was none (or it was paired first)."""
+
+    @abc.abstractmethod
+    async def claim_automatch_pair(
+        self, request_id: int, candidate_ids: Sequence[int], *, now: datetime | None = None
+    ) -> tuple[AutomatchRequest, AutomatchRequest] | None:
+        """Pair the waiting request ``request_id`` with the first of ``candidate_ids`` (in
+        that order) that is still waiting, belongs to another user and whose user has no
+        active game with this one; both become ``paired`` in one transaction. Returns
+        ``(request, partner)``, or None (nothing changed) when the request is no longer
+        waiting, is being claimed by someone else right now, or no candidate is available.
+        A request is paired at most once, across concurrent callers and instances."""
+
+    @abc.abstractmethod
+    async def set_automatch_game(self, request_ids: Sequence[int], game_id: int | None) -> int:
+        """Record the game of paired requests; ``game_id`` None cancels them instead (the
+        game could not be created). Returns how many requests changed."""
+
+    # -- leases (migration 0006) ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``now_ms + ttl_ms`` when it
+        is free, expired or already ``holder``'s (one conditional upsert). False when
+        another holder's lease is live. Times are epoch milliseconds of the callers' clocks
+        (keep them in sync: NTP)."""
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, holder: str) -> bool:
+        """Give the lease up if ``holder`` holds it; False otherwise."""
+
+    @abc.abstractmethod
+    async def last_seqs(self, game_ids: Sequence[int]) -> dict[int, int]:
+        """``last_seq`` of each existing game of ``game_ids`` (one query per 500 ids): the
+        bus compares it with what it delivered to find events whose message was lost."""
+
 
 #: Columns of each table in the neutral form used by dump_rows/load_rows; the first
 #: ``PRIMARY_KEYS[table]`` columns are the primary key.
@@ -470,6 +545,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "finished_at",
         "last_seq",
         "deadline",
+        "rated",
     ),
     "game_events": ("game_id", "seq", "kind", "payload", "created_at"),
     "chat_messages": ("id", "room", "user_id", "text", "created_at"),
@@ -485,6 +561,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "game_id",
     ),
     "refresh_tokens": ("token_hash", "user_id", "created_at", "expires_at", "revoked_at"),
+    "ratings": ("user_id", "pool", "rating", "rd", "volatility", "games", "updated_at"),
+    "rating_history": (
+        "game_id",
+        "user_id",
+        "pool",
+        "rating_before",
+        "rating_after",
+        "rd_after",
+        "created_at",
+    ),
 }
 PRIMARY_KEYS: dict[str, int] = {
     "users": 1,
@@ -493,10 +579,22 @@ PRIMARY_KEYS: dict[str, int] = {
     "chat_messages": 1,
     "challenges": 1,
     "refresh_tokens": 1,
+    "ratings": 2,
+    "rating_history": 3,
 }
 TIMESTAMP_COLUMNS = frozenset(
-    {"created_at", "started_at", "finished_at", "deadline", "expires_at", "revoked_at"}
+    {
+        "created_at",
+        "started_at",
+        "finished_at",
+        "deadline",
+        "expires_at",
+        "revoked_at",
+        "updated_at",
+    }
 )
+#: Boolean columns (SQLite stores 0/1; the neutral form is a bool).
+BOOL_COLUMNS = frozenset({"rated"})
 #: Tables with an integer identity ``id`` whose sequence must follow copied rows.
 IDENTITY_TABLES = ("users", "games", "chat_messages", "challenges")
 
@@ -652,4 +750,66 @@ def history_from_row(r: Sequence[Any]) -> RatingHistoryEntry:
 def leader_from_row(r: Sequence[Any]) -> LeaderboardEntry:
     return LeaderboardEntry(
         user_id=r[0], name=r[1], rating=r[2], rd=r[3], volatility=r[4], games=r[5]
+    )
+
+
+# -- automatch ------------------------------------------------------------------------------
+
+#: Columns of ``automatch_requests`` in the order of :func:`automatch_from_row`.
+AUTOMATCH_COLUMNS = (
+    "id",
+    "user_id",
+    "speed",
+    "sizes",
+    "rated",
+    "rating",
+    "status",
+    "created_at",
+    "closed_at",
+    "partner_id",
+    "opponent_id",
+    "game_id",
+)
+
+
+def sizes_to_mask(sizes: Sequence[int]) -> int:
+    from .records import AUTOMATCH_SIZE_BITS
+
+    mask = 0
+    for size in sizes:
+        if size not in AUTOMATCH_SIZE_BITS:
+            raise ValueError(f"automatch board sizes are 9, 13 and 19, not {size}")
+        mask |= AUTOMATCH_SIZE_BITS[size]
+    if not mask:
+        raise ValueError("an automatch request needs at least one board size")
+    return mask
+
+
+def mask_to_sizes(mask: int) -> tuple[int, ...]:
+    from .records import AUTOMATCH_SIZE_BITS
+
+    return tuple(size for size, bit in AUTOMATCH_SIZE_BITS.items() if mask & bit)
+
+
+def check_automatch_speed(speed: str) -> None:
+    from .records import AUTOMATCH_SPEEDS
+
+    if speed not in AUTOMATCH_SPEEDS:
+        raise ValueError(f"automatch speed is one of {', '.join(AUTOMATCH_SPEEDS)}, not {speed!r}")
+
+
+def automatch_from_row(r: Sequence[Any]) -> AutomatchRequest:
+    return AutomatchRequest(
+        id=r[0],
+        user_id=r[1],
+        speed=r[2],
+        sizes=mask_to_sizes(r[3]),
+        rated=bool(r[4]),
+        rating=float(r[5]),
+        status=r[6],
+        created_at=r[7],
+        closed_at=r[8],
+        partner_id=r[9],
+        opponent_id=r[10],
+        game_id=r[11],
     )

@@ -30,7 +30,9 @@ from typing import Any, TypeVar
 import asyncpg
 
 from . import _sql as S
+from . import _sql_automatch as SA
 from .base import (
+    BOOL_COLUMNS,
     COLUMNS,
     IDENTITY_TABLES,
     PRIMARY_KEYS,
@@ -38,8 +40,10 @@ from .base import (
     RatingAlreadyApplied,
     Store,
     accept_failure,
+    automatch_from_row,
     challenge_from_row,
     chat_from_row,
+    check_automatch_speed,
     check_close_status,
     check_dt,
     check_events,
@@ -53,6 +57,7 @@ from .base import (
     leader_from_row,
     name_key,
     rating_from_row,
+    sizes_to_mask,
     statuses,
     token_from_row,
     user_from_row,
@@ -74,6 +79,7 @@ from .migrator import (
 )
 from .records import (
     AnalysisTurn,
+    AutomatchRequest,
     Challenge,
     ChatMessage,
     Event,
@@ -127,12 +133,17 @@ _INT_COLUMNS = frozenset(
         "height",
         "handicap",
         "games_count",
+        "games",
     }
 )
-_FLOAT_COLUMNS = frozenset({"rating", "rd", "volatility", "komi"})
+_FLOAT_COLUMNS = frozenset(
+    {"rating", "rd", "volatility", "komi", "rating_before", "rating_after", "rd_after"}
+)
 
 
 def _pg_type(column: str) -> str:
+    if column in BOOL_COLUMNS:
+        return "boolean"
     if column in _INT_COLUMNS:
         return "bigint"
     if column in _FLOAT_COLUMNS:
@@ -742,6 +753,129 @@ class PostgresStore(Store):
                 f" coalesce(max(id), 0) + 1, false) FROM {table}",
                 retry=False,
             )
+
+    # -- automatch (migration 0004_automatch) ---------------------------------------------------
+
+    async def create_automatch_request(
+        self,
+        user_id: int,
+        *,
+        speed: str,
+        sizes: Sequence[int],
+        rated: bool,
+        rating: float,
+        now: datetime | None = None,
+    ) -> tuple[AutomatchRequest, AutomatchRequest | None]:
+        check_automatch_speed(speed)
+        mask = sizes_to_mask(sizes)
+        when = check_dt(now or utcnow())
+
+        async def tx(conn: asyncpg.Connection) -> tuple[AutomatchRequest, AutomatchRequest | None]:
+            old = await conn.fetchrow(SA.CANCEL_OF_USER, user_id, when)
+            row = await conn.fetchrow(
+                SA.INSERT_AUTOMATCH, user_id, speed, mask, bool(rated), float(rating), when
+            )
+            return automatch_from_row(row), None if old is None else automatch_from_row(old)
+
+        return await self._tx(tx)
+
+    async def get_automatch_request(self, request_id: int) -> AutomatchRequest:
+        row = await self._fetchrow(SA.GET_AUTOMATCH, request_id)
+        if row is None:
+            raise NotFoundError(f"automatch request {request_id} not found")
+        return automatch_from_row(row)
+
+    async def waiting_automatch_request(self, user_id: int) -> AutomatchRequest | None:
+        row = await self._fetchrow(SA.WAITING_OF_USER, user_id)
+        return None if row is None else automatch_from_row(row)
+
+    async def waiting_automatch_requests(
+        self, speed: str | None = None, limit: int = 1000
+    ) -> list[AutomatchRequest]:
+        if speed is None:
+            rows = await self._fetch(SA.WAITING_ALL, limit)
+        else:
+            rows = await self._fetch(SA.WAITING_OF_SPEED, limit, speed)
+        return [automatch_from_row(r) for r in rows]
+
+    async def cancel_automatch_request(
+        self, user_id: int, *, request_id: int | None = None, now: datetime | None = None
+    ) -> AutomatchRequest | None:
+        when = check_dt(now or utcnow())
+        if request_id is None:
+            row = await self._write(SA.CANCEL_OF_USER, user_id, when)
+        else:
+            row = await self._write(SA.CANCEL_BY_ID, user_id, request_id, when)
+        return None if row is None else automatch_from_row(row)
+
+    async def claim_automatch_pair(
+        self, request_id: int, candidate_ids: Sequence[int], *, now: datetime | None = None
+    ) -> tuple[AutomatchRequest, AutomatchRequest] | None:
+        when = check_dt(now or utcnow())
+        ids = [i for i in candidate_ids if i != request_id]
+        if not ids:
+            return None
+
+        # Both SELECTs skip rows another claimer holds: a claim never waits for another,
+        # so concurrent claims cannot deadlock, and a row is paired at most once.
+        async def tx(conn: asyncpg.Connection) -> tuple[AutomatchRequest, AutomatchRequest] | None:
+            own = await conn.fetchrow(SA.LOCK_OWN_PG, request_id)
+            if own is None:
+                return None
+            other = await conn.fetchrow(SA.CANDIDATE_PG, ids, own["user_id"])
+            if other is None:
+                return None
+            a = await conn.fetchrow(SA.MARK_PAIRED, request_id, other["id"], other["user_id"], when)
+            b = await conn.fetchrow(SA.MARK_PAIRED, other["id"], request_id, own["user_id"], when)
+            if a is None or b is None:  # cannot happen under the row locks
+                raise ConflictError("automatch request changed during the claim")
+            return automatch_from_row(a), automatch_from_row(b)
+
+        return await self._tx(tx)
+
+    async def set_automatch_game(self, request_ids: Sequence[int], game_id: int | None) -> int:
+        ids = list(request_ids)
+
+        async def tx(conn: asyncpg.Connection) -> int:
+            n = 0
+            for rid in ids:
+                if game_id is None:
+                    status = await conn.execute(SA.CANCEL_PAIRED, rid)
+                else:
+                    status = await conn.execute(SA.SET_GAME, rid, game_id)
+                n += int(status.rsplit(" ", 1)[-1])
+            return n
+
+        return await self._tx(tx)
+
+    async def acquire_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
+        n = await self._execute_count(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+            "expires_at = excluded.expires_at "
+            "WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
+            name,
+            holder,
+            now_ms + ttl_ms,
+            now_ms,
+        )
+        return n == 1
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        n = await self._execute_count(
+            "DELETE FROM leases WHERE name = $1 AND holder = $2", name, holder
+        )
+        return n == 1
+
+    async def last_seqs(self, game_ids: Sequence[int]) -> dict[int, int]:
+        ids = [int(g) for g in game_ids]
+        out: dict[int, int] = {}
+        for i in range(0, len(ids), 500):
+            rows = await self._fetch(
+                "SELECT id, last_seq FROM games WHERE id = ANY($1::bigint[])", ids[i : i + 500]
+            )
+            out.update((r[0], r[1]) for r in rows)
+        return out
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

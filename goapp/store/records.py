@@ -210,3 +210,29 @@ class LeaderboardEntry(msgspec.Struct, frozen=True, kw_only=True):
     rd: float
     volatility: float
     games: int
+
+
+# -- automatch (migration 0004_automatch; goapp.match) ----------------------------------------
+
+AUTOMATCH_SPEEDS = ("blitz", "live", "correspondence")
+#: Board sizes automatch pairs on, and their bits in the ``sizes`` column.
+AUTOMATCH_SIZE_BITS: dict[int, int] = {9: 1, 13: 2, 19: 4}
+
+
+class AutomatchRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A player's request for an automatch game. ``status`` is ``waiting`` (in the pool),
+    ``paired`` (with ``partner_id``, the other request, and ``opponent_id``; ``game_id``
+    once the game exists) or ``cancelled``."""
+
+    id: int
+    user_id: int
+    speed: str
+    sizes: tuple[int, ...]
+    rated: bool
+    rating: float
+    status: str
+    created_at: datetime
+    closed_at: datetime | None = None
+    partner_id: int | None = None
+    opponent_id: int | None = None
+    game_id: int | None = None

@@ -37,15 +37,19 @@ from urllib.parse import quote
 import aiosqlite
 
 from . import _sql as S
+from . import _sql_automatch as SA
 from .base import (
+    BOOL_COLUMNS,
     COLUMNS,
     PRIMARY_KEYS,
     TIMESTAMP_COLUMNS,
     RatingAlreadyApplied,
     Store,
     accept_failure,
+    automatch_from_row,
     challenge_from_row,
     chat_from_row,
+    check_automatch_speed,
     check_close_status,
     check_dt,
     check_events,
@@ -60,6 +64,7 @@ from .base import (
     leader_from_row,
     name_key,
     rating_from_row,
+    sizes_to_mask,
     statuses,
     token_from_row,
     us_to_dt,
@@ -76,6 +81,7 @@ from .errors import (
 from .migrator import Migration, apply_sqlite, load_migrations
 from .records import (
     AnalysisTurn,
+    AutomatchRequest,
     Challenge,
     ChatMessage,
     Event,
@@ -122,6 +128,9 @@ _TS_INDEXES = {
     table: tuple(i for i, c in enumerate(cols) if c in TIMESTAMP_COLUMNS)
     for table, cols in COLUMNS.items()
 }
+_BOOL_INDEXES = {
+    t: tuple(i for i, c in enumerate(cols) if c in BOOL_COLUMNS) for t, cols in COLUMNS.items()
+}
 
 
 def map_error(exc: BaseException) -> BaseException:
@@ -162,6 +171,9 @@ def _row(table: str, row: Sequence[Any]) -> list[Any]:
     for i in _TS_INDEXES[table]:
         if out[i] is not None:
             out[i] = us_to_dt(out[i])
+    for i in _BOOL_INDEXES.get(table, ()):  # 0/1 -> bool, the neutral form (db copy)
+        if out[i] is not None:
+            out[i] = bool(out[i])
     return out
 
 
@@ -895,6 +907,132 @@ class SQLiteStore(Store):
     async def finish_load(self) -> None:
         return None  # INTEGER PRIMARY KEY picks max(id) + 1 by itself
 
+    # -- automatch (migration 0004_automatch) ---------------------------------------------------
+
+    async def create_automatch_request(
+        self,
+        user_id: int,
+        *,
+        speed: str,
+        sizes: Sequence[int],
+        rated: bool,
+        rating: float,
+        now: datetime | None = None,
+    ) -> tuple[AutomatchRequest, AutomatchRequest | None]:
+        check_automatch_speed(speed)
+        mask = sizes_to_mask(sizes)
+        when = now or utcnow()
+
+        def job(c: sqlite3.Connection) -> tuple[AutomatchRequest, AutomatchRequest | None]:
+            old = _one(c, SA.CANCEL_OF_USER, (user_id, when))
+            row = _one(c, SA.INSERT_AUTOMATCH, (user_id, speed, mask, int(rated), rating, when))
+            return _automatch(row), None if old is None else _automatch(old)
+
+        return await self._write(job)
+
+    async def get_automatch_request(self, request_id: int) -> AutomatchRequest:
+        row = await self._read(lambda c: _one(c, SA.GET_AUTOMATCH, (request_id,)))
+        if row is None:
+            raise NotFoundError(f"automatch request {request_id} not found")
+        return _automatch(row)
+
+    async def waiting_automatch_request(self, user_id: int) -> AutomatchRequest | None:
+        row = await self._read(lambda c: _one(c, SA.WAITING_OF_USER, (user_id,)))
+        return None if row is None else _automatch(row)
+
+    async def waiting_automatch_requests(
+        self, speed: str | None = None, limit: int = 1000
+    ) -> list[AutomatchRequest]:
+        args: tuple[Any, ...]
+        if speed is None:
+            sql, args = SA.WAITING_ALL, (limit,)
+        else:
+            sql, args = SA.WAITING_OF_SPEED, (limit, speed)
+        rows = await self._read(lambda c: c.execute(q(sql), args).fetchall())
+        return [_automatch(r) for r in rows]
+
+    async def cancel_automatch_request(
+        self, user_id: int, *, request_id: int | None = None, now: datetime | None = None
+    ) -> AutomatchRequest | None:
+        when = now or utcnow()
+        args: tuple[Any, ...]
+        if request_id is None:
+            sql, args = SA.CANCEL_OF_USER, (user_id, when)
+        else:
+            sql, args = SA.CANCEL_BY_ID, (user_id, request_id, when)
+        row = await self._write(lambda c: _one(c, sql, args))
+        return None if row is None else _automatch(row)
+
+    async def claim_automatch_pair(
+        self, request_id: int, candidate_ids: Sequence[int], *, now: datetime | None = None
+    ) -> tuple[AutomatchRequest, AutomatchRequest] | None:
+        when = now or utcnow()
+        ids = list(candidate_ids)
+
+        # The single writer runs this whole job as one transaction, so claims are serial.
+        def job(c: sqlite3.Connection) -> tuple[AutomatchRequest, AutomatchRequest] | None:
+            own = _one(c, SA.GET_AUTOMATCH, (request_id,))
+            if own is None or own[6] != "waiting":
+                return None
+            for cid in ids:
+                other = _one(c, SA.CANDIDATE_SQLITE, (cid, own[1]))
+                if other is None or other[0] == request_id:
+                    continue
+                a = _one(c, SA.MARK_PAIRED, (request_id, other[0], other[1], when))
+                b = _one(c, SA.MARK_PAIRED, (other[0], request_id, own[1], when))
+                return _automatch(a), _automatch(b)
+            return None
+
+        return await self._write(job)
+
+    async def set_automatch_game(self, request_ids: Sequence[int], game_id: int | None) -> int:
+        ids = list(request_ids)
+
+        def job(c: sqlite3.Connection) -> int:
+            n = 0
+            for rid in ids:
+                if game_id is None:
+                    n += c.execute(q(SA.CANCEL_PAIRED), (rid,)).rowcount
+                else:
+                    n += c.execute(q(SA.SET_GAME), (rid, game_id)).rowcount
+            return n
+
+        return await self._write(job)
+
+    async def acquire_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
+        def job(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at "
+                "WHERE leases.holder = excluded.holder OR leases.expires_at <= ?",
+                (name, holder, now_ms + ttl_ms, now_ms),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(job)
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        def job(c: sqlite3.Connection) -> bool:
+            cur = c.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+            return cur.rowcount == 1
+
+        return await self._write(job)
+
+    async def last_seqs(self, game_ids: Sequence[int]) -> dict[int, int]:
+        ids = [int(g) for g in game_ids]
+
+        def job(c: sqlite3.Connection) -> dict[int, int]:
+            out: dict[int, int] = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT id, last_seq FROM games WHERE id IN ({marks})"
+                out.update((r[0], r[1]) for r in c.execute(sql, chunk))
+            return out
+
+        return await self._read(job)
+
 
 def _chain(mapped: BaseException, original: BaseException) -> BaseException:
     if mapped is not original and mapped.__cause__ is None:
@@ -919,6 +1057,14 @@ def _game_args(game: NewGame) -> tuple[Any, ...]:
             utcnow(),
         )
     )
+
+
+def _automatch(row: Sequence[Any]) -> AutomatchRequest:
+    r = list(row)
+    for i in (7, 8):  # created_at, closed_at
+        if r[i] is not None:
+            r[i] = us_to_dt(r[i])
+    return automatch_from_row(r)
 
 
 def _insert_game(c: sqlite3.Connection, args: tuple[Any, ...]) -> Game:

@@ -11,7 +11,7 @@ import asyncio
 
 from aiohttp import web
 
-from goapp.server.api import accounts, challenges, engine, games, meta, ratings
+from goapp.server.api import accounts, automatch, challenges, engine, games, meta, ratings
 from goapp.server.api.common import RATE_LIMITER, ROUTES, Route, api_middleware
 from goapp.server.ratelimit import RateLimiter
 
@@ -24,6 +24,7 @@ def all_routes() -> list[Route]:
         *accounts.ROUTES,
         *ratings.ROUTES,
         *challenges.ROUTES,
+        *automatch.ROUTES,
         *games.ROUTES,
         *engine.ROUTES,
         *meta.ROUTES_META,
