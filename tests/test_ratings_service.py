@@ -196,3 +196,101 @@ async def test_two_instances_and_simultaneous_games(api: Api) -> None:
     assert len(await store.rating_history(alice, "9")) == 3
     assert (await store.get_ratings(bob))["9"].games == 2
     assert (await store.get_ratings(carol))["overall"].games == 1
+
+
+# -- unrated challenges and inactivity (issue 9) -----------------------------------------------
+
+
+async def test_unrated_challenge_moves_no_rating(api: Api) -> None:
+    alice = (await api.register("alice"))["user"]["id"]
+    bob = (await api.register("bob"))["user"]["id"]
+    store, ratings = api.ctx.store, _service(api)
+    status, ch = await api.call(
+        "POST",
+        "/api/challenges",
+        {"size": 9, "color": "black", "opponent": "bob", "rated": False},
+        user="alice",
+    )
+    assert status == 201 and ch["rated"] is False, ch
+    status, listed = await api.call("GET", "/api/challenges", user="bob")
+    assert [c["rated"] for c in listed["challenges"]] == [False]
+    status, body = await api.call("POST", f"/api/challenges/{ch['id']}/accept", user="bob")
+    assert status == 200, body
+    game_id = body["game_id"]
+    assert await store.is_game_rated(game_id) is False
+    status, view = await api.call("GET", f"/api/games/{game_id}")
+    assert view["rated"] is False
+    assert (await api.act("alice", game_id, {"type": "move", "vertex": "E5"}))[0] == 200
+    assert (await api.act("bob", game_id, {"type": "resign"}))[0] == 200
+    await ratings.wait_idle()
+    assert await ratings.rate(game_id) is False
+    assert await store.get_ratings(alice) == await store.get_ratings(bob) == {}
+    # a rated one (the default) does move them
+    rated = await api.new_game("alice", "bob", size=9)
+    assert await store.is_game_rated(rated) is True
+    assert (await api.act("bob", rated, {"type": "resign"}))[0] == 200
+    await ratings.wait_idle()
+    assert (await store.get_ratings(alice))["9"].rating > 1500.0
+    # games against a bot are stored unrated
+    bot = await api.ctx.games.create_game(alice, None, size=9, opponent_bot="katago:b6")
+    assert await store.is_game_rated(bot.game_id) is False
+
+
+async def test_rd_grows_with_inactivity_before_a_game_is_rated(api: Api) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from goapp.rating.glicko2 import Rating, age, rate_game
+    from goapp.rating.service import RATING_PERIODS_PER_DAY, aged_rating
+    from goapp.store import PoolRating, RatingUpdate
+
+    alice = (await api.register("alice"))["user"]["id"]
+    bob = (await api.register("bob"))["user"]["id"]
+    store, games, ratings = api.ctx.store, api.ctx.games, _service(api)
+    # both settled at RD 60, a year ago (an old game, written with its date)
+    old = await games.create_game(alice, bob, user_color="black", size=13, rated=False)
+    await games.act(old.game_id, bob, {"type": "resign"})
+    year_ago = datetime.now(UTC) - timedelta(days=365)
+    settled = [
+        RatingUpdate(
+            user_id=u,
+            pool=p,
+            rating_before=1500.0,
+            games_before=0,
+            rating=r,
+            rd=60.0,
+            volatility=0.06,
+        )
+        for u, r in ((alice, 1600.0), (bob, 1500.0))
+        for p in ("9", "overall")
+    ]
+    assert await store.apply_rating_update(old.game_id, settled, now=year_ago)
+    a0 = (await store.get_ratings(alice))["9"]
+    # a year without games: RD 60 grows to about 110 (lichess' calibration)
+    grown = aged_rating(a0, year_ago + timedelta(days=365))
+    assert 105.0 < grown.rd < 115.0
+    assert grown.rd == pytest.approx(age(Rating(1600.0, 60.0), 365 * RATING_PERIODS_PER_DAY).rd)
+    assert aged_rating(a0, year_ago).rd == 60.0
+    assert aged_rating(None).rd == 350.0
+
+    # komi 6 is fair under territory scoring: no handicap shift in the computation
+    game = await games.create_game(alice, bob, user_color="black", size=9, komi=6.0)
+    await games.act(game.game_id, bob, {"type": "resign"})
+    await ratings.wait_idle()
+    row = await store.get_game(game.game_id)
+    assert row.finished_at is not None
+    b0 = PoolRating(
+        user_id=bob,
+        pool="9",
+        rating=1500.0,
+        rd=60.0,
+        volatility=0.06,
+        games=1,
+        updated_at=a0.updated_at,
+    )
+    want_a, _ = rate_game(aged_rating(a0, row.finished_at), aged_rating(b0, row.finished_at), 1.0)
+    fresh_a, _ = rate_game(Rating(1600.0, 60.0), Rating(1500.0, 60.0), 1.0)
+    a1 = (await store.get_ratings(alice))["9"]
+    assert a1.rd == pytest.approx(want_a.rd)
+    assert a1.rd > fresh_a.rd + 20  # the year away counted
+    assert a1.rating - 1600.0 == pytest.approx(want_a.rating - 1600.0)
+    assert a1.rating - 1600.0 > fresh_a.rating - 1600.0  # a less certain rating moves more

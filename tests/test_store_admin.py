@@ -14,6 +14,7 @@ from goapp.store import (
     NewEvent,
     NewGame,
     NotFoundError,
+    RatingUpdate,
     Store,
     StoreError,
     admin,
@@ -66,7 +67,30 @@ async def _populate(store: Store) -> dict[str, int]:
     await store.create_challenge(users[2].id, {"size": 9}, target_id=users[3].id, expires_at=T0)
     await store.create_refresh_token("tok-a", users[0].id, T0 + timedelta(days=30))
     await store.rotate_refresh_token("tok-a", "tok-b", T0 + timedelta(days=30), now=T0)
-    return {"users": 5, "games": 7, "game_events": 6 * 10 + 15 + 1, "chat_messages": 8}
+    # ratings: a rated game (history + pools) and an unrated one (games.rated)
+    await store.set_game_rated(games[1], False)
+    updates = [
+        RatingUpdate(
+            user_id=u.id,
+            pool=pool,
+            rating_before=1500.0,
+            games_before=0,
+            rating=1500.0 + 17.25 * sign,
+            rd=290.123456789,
+            volatility=0.0599991,
+        )
+        for u, sign in ((users[0], -1), (users[1], 1))
+        for pool in ("9", "overall")
+    ]
+    assert await store.apply_rating_update(games[0], updates, now=T0)
+    return {
+        "users": 5,
+        "games": 7,
+        "game_events": 6 * 10 + 15 + 1,
+        "chat_messages": 8,
+        "ratings": 4,
+        "rating_history": 4,
+    }
 
 
 async def test_copy_sqlite_to_postgres_and_rerun(tmp_path: Path, pg_schema_url: str) -> None:
@@ -77,19 +101,25 @@ async def test_copy_sqlite_to_postgres_and_rerun(tmp_path: Path, pg_schema_url: 
         src_games = [await src.get_game(i) for i in range(1, 8)]
         src_events = {g.id: await src.events_since(g.id) for g in src_games}
         src_user = await src.get_user_by_name("player0")
+        src_ratings = {u: await src.get_ratings(u) for u in range(1, 6)}
+        src_history = {u: await src.rating_history(u, "9") for u in range(1, 6)}
+        src_rated = [await src.is_game_rated(g.id) for g in src_games]
     finally:
         await src.close()
+    assert src_rated.count(False) == 1 and src_ratings[1] and src_history[2]
 
     report = await admin.copy(src_url, pg_schema_url)
     assert report["ok"] is True, report
     tables = report["tables"]
-    assert set(tables) == {
+    assert set(tables) >= {
         "users",
         "games",
         "game_events",
         "chat_messages",
         "challenges",
         "refresh_tokens",
+        "ratings",
+        "rating_history",
     }
     for name, n in expected.items():
         assert tables[name]["copied"] == tables[name]["source_rows"] == n, (name, tables[name])
@@ -108,6 +138,21 @@ async def test_copy_sqlite_to_postgres_and_rerun(tmp_path: Path, pg_schema_url: 
         for g in src_games:
             assert await dst.get_game(g.id) == g
             assert await dst.events_since(g.id) == src_events[g.id]
+        assert [await dst.is_game_rated(g.id) for g in src_games] == src_rated
+        for u in range(1, 6):
+            assert await dst.get_ratings(u) == src_ratings[u]
+            assert await dst.rating_history(u, "9") == src_history[u]
+        # the copy is rated already: no game is rated a second time there
+        again = RatingUpdate(
+            user_id=1,
+            pool="9",
+            rating_before=1.0,
+            games_before=1,
+            rating=1.0,
+            rd=50.0,
+            volatility=0.06,
+        )
+        assert await dst.apply_rating_update(src_games[0].id, [again]) is False
         # the identity sequences follow the copied ids: new rows do not collide
         new_user = await dst.create_user("newcomer", None)
         assert new_user.id == 6

@@ -5,6 +5,7 @@
 * :mod:`goapp.game.actions`: player actions and :func:`decide` (validation -> events).
 * :mod:`goapp.game.errors`: :class:`GameError` and its stable codes.
 * :mod:`goapp.game.service`: :class:`GameService`, the only writer of game state.
+* :mod:`goapp.game.fairplay`: presence -> abandonment events, "your move" notifications.
 
 See docs/game-lifecycle.md.
 """
@@ -13,6 +14,7 @@ from goapp.game.actions import Action, decide, decode_action, timeout_events
 from goapp.game.errors import (
     BadAction,
     CannotAbort,
+    CannotClaimVictory,
     CannotUndo,
     ConcurrentUpdate,
     FlagFallenError,
@@ -34,6 +36,7 @@ __all__ = [
     "BadAction",
     "BadGameSettings",
     "CannotAbort",
+    "CannotClaimVictory",
     "CannotUndo",
     "ConcurrentUpdate",
     "EventHook",

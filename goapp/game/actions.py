@@ -6,7 +6,7 @@ body of ``POST /api/action`` and of a WebSocket ``action`` frame::
     {"type": "move", "vertex": "D4"}      {"type": "pass"}          {"type": "resign"}
     {"type": "undo_request"}              {"type": "undo_accept"}   {"type": "undo_decline"}
     {"type": "mark_dead", "vertex": "C3"} {"type": "accept_score"}  {"type": "resume"}
-    {"type": "abort"}
+    {"type": "abort"}                     {"type": "claim_victory"}
 
 Unknown types and unknown fields are refused (:func:`decode_action` raises
 :class:`~goapp.game.errors.BadAction`).
@@ -25,6 +25,7 @@ import msgspec
 from goapp.game.errors import (
     BadAction,
     CannotAbort,
+    CannotClaimVictory,
     CannotUndo,
     FlagFallenError,
     GameFinishedError,
@@ -40,6 +41,8 @@ from goapp.game.events import (
     GameEvent,
     GameFinished,
     PlayerColor,
+    PlayerLeft,
+    PlayerReturned,
     PlayResumed,
     ScoreAccepted,
     ScoreView,
@@ -70,6 +73,7 @@ __all__ = [
     "Abort",
     "AcceptScore",
     "Action",
+    "ClaimVictory",
     "MarkDead",
     "Move",
     "Pass",
@@ -80,6 +84,8 @@ __all__ = [
     "UndoRequest",
     "decide",
     "decode_action",
+    "presence_events",
+    "scoring_timeout_events",
     "timeout_events",
 ]
 
@@ -133,6 +139,10 @@ class Abort(_Action, frozen=True, tag="abort"):
     pass
 
 
+class ClaimVictory(_Action, frozen=True, tag="claim_victory"):
+    """Win because the opponent left the game (see ``player_left``)."""
+
+
 Action: TypeAlias = (
     Move
     | Pass
@@ -144,6 +154,7 @@ Action: TypeAlias = (
     | AcceptScore
     | Resume
     | Abort
+    | ClaimVictory
 )
 
 _decoder = msgspec.json.Decoder(Action)
@@ -204,6 +215,50 @@ def timeout_events(state: GameState, now: int) -> list[GameEvent]:
     return _finish_by_time(state, state.clock, now)
 
 
+def scoring_timeout_events(state: GameState, now: int) -> list[GameEvent]:
+    """The end of a scoring phase that ran past its bound (``scoring_ends_at``): the
+    marking of the moment is scored, ``reason: "scoring_timeout"``. ``[]`` when the game is
+    not scoring or the bound is not reached. Used by the sweeper (exactly once: the append
+    is conditional like any other)."""
+    ends = state.scoring_ends_at
+    if state.phase != "scoring" or ends is None or now < ends:
+        return []
+    result, score = _score_view(state)
+    parsed = Result.parse(result)
+    winner: PlayerColor | None = None
+    if parsed.winner is not None:
+        winner = "black" if parsed.winner is Color.BLACK else "white"
+    return [
+        GameFinished(
+            at_ms=now,
+            clock=clock_view(state.clock.stop(now), now),
+            result=result,
+            reason="scoring_timeout",
+            winner=winner,
+            score=score,
+            dead=state.marking(),
+        )
+    ]
+
+
+def presence_events(
+    state: GameState, color: PlayerColor, online: bool, now: int, abandon_timeout_ms: int
+) -> list[GameEvent]:
+    """``player_left`` (claimable ``abandon_timeout_ms`` later) when ``color`` went offline
+    in a live game in progress and is not already away; ``player_returned`` when they come
+    back while away; else ``[]`` (idempotent: the same news twice adds nothing)."""
+    if state.is_over or state.phase == "open" or not state.is_live:
+        return []
+    view = clock_view(state.clock, now)
+    if online:
+        if color not in state.away:
+            return []
+        return [PlayerReturned(at_ms=now, clock=view, color=color)]
+    if color in state.away:
+        return []
+    return [PlayerLeft(at_ms=now, clock=view, color=color, claim_at_ms=now + abandon_timeout_ms)]
+
+
 def _flag(state: GameState, now: int) -> FlagFallenError:
     loser = state.clock.to_move
     return FlagFallenError(
@@ -244,9 +299,13 @@ def decide(
     now: int,
     *,
     lag_ms: int = 0,
+    scoring_timeout_ms: int | None = None,
 ) -> list[GameEvent]:
     """The events that ``action`` by ``color`` (``None``: not a player of this game) at
     server time ``now`` (epoch ms) produces, or a :class:`GameError`.
+
+    ``scoring_timeout_ms`` bounds a scoring phase that this action starts (the second pass):
+    ``scoring_started.ends_at_ms = now + scoring_timeout_ms`` (``None``: no bound).
 
     :class:`FlagFallenError` carries the events to commit instead (the game ends on time):
     the player to move had flagged, or the actor's move came too late.
@@ -261,6 +320,8 @@ def decide(
         raise WrongPhase("the game has not started yet")
     if state.phase == "playing" and state.clock.is_flagged(now):
         raise _flag(state, now)
+    if isinstance(action, Pass):
+        return _pass_bounded(state, color, now, lag_ms, scoring_timeout_ms)
     handler = _HANDLERS[type(action)]
     return handler(state, color, action, now, lag_ms)
 
@@ -304,6 +365,12 @@ def _move(state: GameState, color: PlayerColor, action: Any, now: int, lag_ms: i
 
 
 def _pass(state: GameState, color: PlayerColor, action: Any, now: int, lag_ms: int) -> Events:
+    return _pass_bounded(state, color, now, lag_ms, None)
+
+
+def _pass_bounded(
+    state: GameState, color: PlayerColor, now: int, lag_ms: int, scoring_timeout_ms: int | None
+) -> Events:
     _need(state, "playing", "pass")
     if color != state.to_move:
         raise NotYourTurn(f"it is {state.to_move}'s turn")
@@ -319,7 +386,10 @@ def _pass(state: GameState, color: PlayerColor, action: Any, now: int, lag_ms: i
     ]
     if state.passes_in_a_row() + 1 >= 2:
         paused = clock.pause(now)
-        events.append(ScoringStarted(at_ms=now, clock=clock_view(paused, now), dead=[]))
+        ends = None if scoring_timeout_ms is None else now + scoring_timeout_ms
+        events.append(
+            ScoringStarted(at_ms=now, clock=clock_view(paused, now), dead=[], ends_at_ms=ends)
+        )
     return events
 
 
@@ -491,6 +561,34 @@ def _abort(state: GameState, color: PlayerColor, action: Any, now: int, lag_ms: 
     return [Aborted(at_ms=now, clock=clock_view(clock, now), color=color)]
 
 
+def _claim_victory(
+    state: GameState, color: PlayerColor, action: Any, now: int, lag_ms: int
+) -> Events:
+    other = opponent(color)
+    claim_at = state.away.get(other)
+    if claim_at is None:
+        raise CannotClaimVictory("your opponent is connected; there is no win to claim")
+    if now < claim_at:
+        wait_s = -(-(claim_at - now) // 1000)
+        raise CannotClaimVictory(
+            f"your opponent left; you can claim the win in {wait_s} s "
+            f"(from {claim_at} ms) if they do not come back",
+            claim_at,
+        )
+    view = clock_view(state.clock.stop(now), now)
+    if state.game.move_number < 2:  # nothing was really played: annulled, not won
+        return [Aborted(at_ms=now, clock=view, color=color, reason="the opponent left")]
+    return [
+        GameFinished(
+            at_ms=now,
+            clock=view,
+            result=str(Result.forfeit(core_color(color))),
+            reason="forfeit",
+            winner=color,
+        )
+    ]
+
+
 _HANDLERS: dict[type, Any] = {
     Move: _move,
     Pass: _pass,
@@ -502,4 +600,5 @@ _HANDLERS: dict[type, Any] = {
     AcceptScore: _accept_score,
     Resume: _resume,
     Abort: _abort,
+    ClaimVictory: _claim_victory,
 }

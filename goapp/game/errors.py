@@ -13,6 +13,8 @@ client as is) and a message for the player.
 ``cannot_undo``    no undo may be asked for now (not your last move, already asked, ...)
 ``no_undo_pending`` there is no undo request to accept or decline
 ``cannot_abort``   too late to abort (two or more turns were played)
+``cannot_claim_victory`` the opponent is connected, or has not been away for long enough
+                   yet (``claim_at_ms`` says from when the claim is possible)
 ``flag_fallen``    the player to move ran out of time: the action was refused and the game
                    ended on time (the timeout events are committed)
 ``game_not_found`` no such game
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BadAction",
     "CannotAbort",
+    "CannotClaimVictory",
     "CannotUndo",
     "ConcurrentUpdate",
     "FlagFallenError",
@@ -101,6 +104,20 @@ class NoUndoPending(GameError):
 
 class CannotAbort(GameError):
     code = "cannot_abort"
+
+
+class CannotClaimVictory(GameError):
+    """``claim_at_ms``: when the claim becomes possible if the opponent stays away
+    (``None``: the opponent is connected)."""
+
+    code = "cannot_claim_victory"
+
+    def __init__(self, message: str, claim_at_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.claim_at_ms = claim_at_ms
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "claim_at_ms": self.claim_at_ms}
 
 
 class FlagFallenError(GameError):

@@ -43,6 +43,8 @@ __all__ = [
     "PlayResumed",
     "PlayerClockView",
     "PlayerColor",
+    "PlayerLeft",
+    "PlayerReturned",
     "Resign",
     "ScoreAccepted",
     "ScoreView",
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 PlayerColor: TypeAlias = Literal["black", "white"]
-FinishReason: TypeAlias = Literal["score", "resign", "time"]
+FinishReason: TypeAlias = Literal["score", "resign", "time", "forfeit", "scoring_timeout"]
 
 
 class EventDecodeError(ValueError):
@@ -137,6 +139,8 @@ class GameCreated(_Event, frozen=True, kw_only=True, tag="game_created"):
     komi: float
     handicap: int = 0
     time_control: TimeControl | None = None
+    #: whether the game moves ratings (``games.rated``; bots never do, whatever this says)
+    rated: bool = True
 
 
 class GameStarted(_Event, frozen=True, kw_only=True, tag="game_started"):
@@ -190,9 +194,12 @@ class UndoDeclined(_Event, frozen=True, kw_only=True, tag="undo_declined"):
 
 
 class ScoringStarted(_Event, frozen=True, kw_only=True, tag="scoring_started"):
-    """After two consecutive passes; the clock pauses. ``dead`` is a proposed marking."""
+    """After two consecutive passes; the clock pauses. ``dead`` is a proposed marking.
+    ``ends_at_ms``: when the scoring phase ends by itself if the players have not both
+    accepted (the current marking is scored); ``None`` in logs written before that bound."""
 
     dead: list[str] = []
+    ends_at_ms: int | None = None
 
 
 class DeadStonesMarked(_Event, frozen=True, kw_only=True, tag="dead_stones_marked"):
@@ -227,6 +234,20 @@ class Timeout(_Event, frozen=True, kw_only=True, tag="timeout"):
     color: PlayerColor
 
 
+class PlayerLeft(_Event, frozen=True, kw_only=True, tag="player_left"):
+    """``color``'s last connection closed during a live game. From ``claim_at_ms`` on (while
+    they stay away) the opponent may claim the win (``claim_victory``)."""
+
+    color: PlayerColor
+    claim_at_ms: int
+
+
+class PlayerReturned(_Event, frozen=True, kw_only=True, tag="player_returned"):
+    """``color`` is connected again: no claim for their absence any more."""
+
+    color: PlayerColor
+
+
 class Aborted(_Event, frozen=True, kw_only=True, tag="aborted"):
     """The game was called off before it really began (no result)."""
 
@@ -235,7 +256,10 @@ class Aborted(_Event, frozen=True, kw_only=True, tag="aborted"):
 
 
 class GameFinished(_Event, frozen=True, kw_only=True, tag="game_finished"):
-    """The end: ``result`` as SGF writes it (``B+3.5``, ``W+R``, ``B+T``, ``0``)."""
+    """The end: ``result`` as SGF writes it (``B+3.5``, ``W+R``, ``B+T``, ``W+F``, ``0``).
+    ``reason``: ``score`` (both accepted), ``scoring_timeout`` (the scoring phase ran out:
+    the marking of the moment was scored), ``resign``, ``time``, ``forfeit`` (the opponent
+    claimed the win after the player left)."""
 
     result: str
     reason: FinishReason
@@ -258,6 +282,8 @@ GameEvent: TypeAlias = (
     | ScoreAccepted
     | PlayResumed
     | Timeout
+    | PlayerLeft
+    | PlayerReturned
     | Aborted
     | GameFinished
 )
@@ -279,6 +305,8 @@ KINDS: frozenset[str] = frozenset(
         ScoreAccepted,
         PlayResumed,
         Timeout,
+        PlayerLeft,
+        PlayerReturned,
         Aborted,
         GameFinished,
     )

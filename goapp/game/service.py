@@ -50,7 +50,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from goapp.game.actions import Action, decide, decode_action, timeout_events
+from goapp.game.actions import (
+    Action,
+    decide,
+    decode_action,
+    presence_events,
+    scoring_timeout_events,
+    timeout_events,
+)
 from goapp.game.errors import (
     BadAction,
     ConcurrentUpdate,
@@ -60,12 +67,16 @@ from goapp.game.errors import (
 )
 from goapp.game.events import (
     Aborted,
+    DeadStonesMarked,
     GameCreated,
     GameEvent,
     GameFinished,
     GameStarted,
     PlayerColor,
+    PlayerLeft,
+    PlayerReturned,
     PlayResumed,
+    ScoreAccepted,
     ScoringStarted,
     StoredEvent,
     clock_view,
@@ -103,10 +114,23 @@ def ms_to_dt(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
+#: Events that leave the ``games.deadline`` as it is (the scoring phase's bound, or the
+#: clock's deadline, does not move when someone marks a stone or leaves).
+_KEEPS_DEADLINE = (DeadStonesMarked, ScoreAccepted, PlayerLeft, PlayerReturned)
+
+
 def _row_change(events: Sequence[GameEvent]) -> GameChange:
-    """The ``games`` row change that goes with appending ``events``."""
+    """The ``games`` row change that goes with appending ``events``. The ``deadline`` is
+    when the sweeper must look at the game: the clock's deadline while playing, the end of
+    the scoring phase's bound while scoring."""
     fields: dict[str, Any] = {}
     for e in events:
+        if isinstance(e, _KEEPS_DEADLINE):
+            continue
+        if isinstance(e, ScoringStarted):
+            fields["status"] = "scoring"
+            fields["deadline"] = None if e.ends_at_ms is None else ms_to_dt(e.ends_at_ms)
+            continue
         if isinstance(e, GameStarted):
             fields["status"] = "playing"
             fields["started_at"] = ms_to_dt(e.at_ms)
@@ -135,7 +159,10 @@ class GameService:
     """Creates games, applies actions, ends games on time. See the module docstring.
 
     ``clock_fn`` returns the server time in epoch milliseconds (tests pass a fake clock);
-    ``cache_size`` is how many game states stay in memory.
+    ``cache_size`` is how many game states stay in memory. ``abandon_timeout_ms``: how long
+    after ``player_left`` the opponent may claim the win; ``scoring_timeout_ms``: the bound
+    of a scoring phase (``None``: unbounded). Both are written into the events, so every
+    instance (and a restart) agrees on them.
     """
 
     def __init__(
@@ -145,9 +172,13 @@ class GameService:
         clock_fn: Callable[[], int] = now_ms,
         cache_size: int = 1024,
         rng: random.Random | None = None,
+        abandon_timeout_ms: int = 60_000,
+        scoring_timeout_ms: int | None = None,
     ) -> None:
         self.store = store
         self.clock_fn = clock_fn
+        self.abandon_timeout_ms = abandon_timeout_ms
+        self.scoring_timeout_ms = scoring_timeout_ms
         self.cache_size = max(1, cache_size)
         self.on_events: list[EventHook] = []
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -170,13 +201,16 @@ class GameService:
         time_control: TimeControl | dict[str, Any] | None = None,
         user_bot: str | None = None,
         opponent_bot: str | None = None,
+        rated: bool = True,
     ) -> GameState:
         """Create and start a game between ``user_id`` (playing ``user_color``) and
         ``opponent_id`` (a side may be a bot instead: ``*_bot`` with the id ``None``).
 
         Writes the ``games`` row, then ``game_created`` (seq 1) and ``game_started`` (seq 2)
         with the row's move to ``playing`` in one append. ``komi`` defaults to the ruleset's
-        (0.5 with handicap stones). Raises :class:`BadGameSettings` for impossible settings.
+        (0.5 with handicap stones). ``rated=False`` (or a bot on either side) makes a game
+        that moves no ratings (``games.rated``, set before the game starts). Raises
+        :class:`BadGameSettings` for impossible settings.
         """
         width = size
         h = size if height is None else height
@@ -238,6 +272,9 @@ class GameService:
             )
         except NotFoundError as exc:
             raise BadGameSettings(f"unknown player: {exc}") from None
+        rated = rated and black_bot is None and white_bot is None
+        if not rated:  # before the game starts, so no result can be rated meanwhile
+            await self.store.set_game_rated(row.id, False)
         now = self.clock_fn()
         created = GameCreated(
             at_ms=now,
@@ -251,6 +288,7 @@ class GameService:
             komi=float(komi),
             handicap=handicap,
             time_control=control,
+            rated=rated,
         )
         state = GameState(row.id, created)
         started = GameStarted(
@@ -342,7 +380,14 @@ class GameService:
                     color = (
                         state.color_of(user_id) if bot_color is None else state.bot_color(bot_color)
                     )
-                    events = decide(state, color, act, now, lag_ms=lag_ms)
+                    events = decide(
+                        state,
+                        color,
+                        act,
+                        now,
+                        lag_ms=lag_ms,
+                        scoring_timeout_ms=self.scoring_timeout_ms,
+                    )
                     events = _stamp(events, user_id, request_id)
                 except FlagFallenError as exc:
                     flag = exc
@@ -371,7 +416,8 @@ class GameService:
     async def check_timeouts(
         self, now: int | None = None, *, limit: int = 100
     ) -> list[StoredEvent]:
-        """End every game whose deadline has passed (timeout + game_finished), exactly once
+        """End every game whose deadline has passed (timeout + game_finished; or, for a
+        scoring phase past its bound, game_finished with the marking scored), exactly once
         across instances; returns the events this call committed."""
         if now is None:
             now = self.clock_fn()
@@ -385,10 +431,14 @@ class GameService:
                 except (ValueError, TypeError):  # a log that does not fold: skip, loudly
                     log.exception("game %s: cannot fold the log to check its clock", row.id)
                     continue
-                events = timeout_events(state, now)
+                events = timeout_events(state, now) or scoring_timeout_events(state, now)
                 if not events:
                     # the row's deadline is stale (e.g. a move committed meanwhile): fix it
-                    deadline = state.clock.deadline()
+                    deadline = (
+                        state.scoring_ends_at
+                        if state.phase == "scoring"
+                        else state.clock.deadline()
+                    )
                     with contextlib.suppress(ConflictError):
                         await self.store.set_deadline(
                             row.id,
@@ -404,6 +454,47 @@ class GameService:
                 await self._publish(stored)
                 out.extend(stored)
         return out
+
+    # -- presence (abandonment) ------------------------------------------------------------
+
+    async def presence_changed(
+        self, user_id: int, online: bool, *, limit: int = 100
+    ) -> list[StoredEvent]:
+        """``user_id``'s last connection closed (``online`` False) or their first one opened:
+        append ``player_left`` / ``player_returned`` to each of their live games in progress
+        (:func:`~goapp.game.actions.presence_events`; correspondence and bot games are left
+        alone). Conditional and idempotent like every append: when several instances hear
+        the same news, one event is written. Returns the events this call committed."""
+        out: list[StoredEvent] = []
+        for row in (await self.store.list_active_games(user_id))[:limit]:
+            if row.status not in ("playing", "scoring"):
+                continue
+            out.extend(await self._system_events(row.id, user_id, online))
+        return out
+
+    async def _system_events(self, game_id: int, user_id: int, online: bool) -> list[StoredEvent]:
+        async with self._lock(game_id):
+            for attempt in range(3):
+                try:
+                    state = await self._fresh(game_id, catch_up=True)
+                except GameNotFound:
+                    return []
+                color = state.color_of(user_id)
+                if color is None:
+                    return []
+                now = self.clock_fn()
+                events = presence_events(state, color, online, now, self.abandon_timeout_ms)
+                if not events:
+                    return []
+                try:
+                    stored = await self._commit(state, events)
+                except ConflictError:  # another instance wrote first: look again
+                    if attempt == 2:
+                        log.warning("game %s: presence event lost to conflicts", game_id)
+                    continue
+                await self._publish(stored)
+                return stored
+        return []
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -423,6 +514,11 @@ class GameService:
         """Committed events with ``seq > seq`` (for clients that resync)."""
         rows = await self.store.events_since(game_id, seq, limit=limit)
         return [StoredEvent.from_record(r) for r in rows]
+
+    def cached_state(self, game_id: int) -> GameState | None:
+        """The cached state, if any, without the lock or a catch-up (``on_events`` hooks,
+        which run under the game's lock right after the commit was folded, read it)."""
+        return self._cache.get(game_id)
 
     def forget(self, game_id: int) -> None:
         """Drop a game's cached state (the next use folds the log again)."""

@@ -26,6 +26,8 @@ from goapp.game.events import (
     Move,
     Pass,
     PlayerColor,
+    PlayerLeft,
+    PlayerReturned,
     PlayResumed,
     Resign,
     ScoreAccepted,
@@ -84,6 +86,12 @@ class GameView(msgspec.Struct, frozen=True, kw_only=True):
     undo_requested_by: PlayerColor | None
     result: str | None
     clock: ClockView
+    #: players whose connection is gone -> when the opponent may claim the win (epoch ms)
+    away: dict[str, int] = {}
+    #: when the scoring phase ends by itself (epoch ms), while scoring
+    scoring_ends_at_ms: int | None = None
+    #: whether the game moves ratings
+    rated: bool = True
 
 
 class GameState:
@@ -103,6 +111,10 @@ class GameState:
       count towards the two that end play, and turns before it cannot be undone).
     * ``requests``: ``(user_id, request_id) -> (first_seq, last_seq)`` of the events an
       action produced (idempotent retries).
+    * ``away``: ``color -> claim_at_ms`` of players whose connection is gone (``player_left``
+      without a later ``player_returned``): the opponent may claim the win from then on.
+    * ``scoring_ends_at``: when the current scoring phase ends by itself (``None``: no
+      bound, or not scoring).
     """
 
     def __init__(self, game_id: int, created: GameCreated) -> None:
@@ -129,6 +141,8 @@ class GameState:
         self.last_seq = 1
         self.last_at_ms = created.at_ms
         self.requests: dict[tuple[int | None, str], tuple[int, int]] = {}
+        self.away: dict[PlayerColor, int] = {}
+        self.scoring_ends_at: int | None = None
         self._note_request(created, 1)
 
     # -- building ------------------------------------------------------------------------
@@ -191,6 +205,7 @@ class GameState:
             self.dead = {game.to_loc(v) for v in event.dead}
             self.accepted = set()
             self.undo_request = None
+            self.scoring_ends_at = event.ends_at_ms
         elif isinstance(event, DeadStonesMarked):
             self.dead = {game.to_loc(v) for v in event.marking}
             self.accepted = set()
@@ -202,6 +217,7 @@ class GameState:
             self.dead = set()
             self.accepted = set()
             self.resume_floor = game.move_number
+            self.scoring_ends_at = None
         elif isinstance(event, UndoRequested):
             self.undo_request = (event.color, event.move_number)
         elif isinstance(event, UndoDeclined):
@@ -213,6 +229,10 @@ class GameState:
             self.clock = self.clock.pause(at).resume(at, event.to_move)
             self.undo_request = None
             self.undo_declined = None
+        elif isinstance(event, PlayerLeft):
+            self.away[event.color] = event.claim_at_ms
+        elif isinstance(event, PlayerReturned):
+            self.away.pop(event.color, None)
         elif isinstance(event, Resign):
             self.clock = self.clock.stop(at)
         elif isinstance(event, Timeout):
@@ -256,6 +276,29 @@ class GameState:
     @property
     def to_move(self) -> PlayerColor:
         return color_name(self.game.to_move)
+
+    @property
+    def is_correspondence(self) -> bool:
+        """Whether the game is played by correspondence (days per move)."""
+        return self.clock.control.correspondence
+
+    @property
+    def is_live(self) -> bool:
+        """A game between two users on a live clock: presence matters (abandonment)."""
+        s = self.setup
+        return (
+            not self.is_correspondence
+            and s.black_id is not None
+            and s.white_id is not None
+            and s.black_bot is None
+            and s.white_bot is None
+        )
+
+    def to_move_id(self) -> int | None:
+        """The user to move while the game is played (``None``: scoring, over, or a bot)."""
+        if self.phase != "playing":
+            return None
+        return self.setup.black_id if self.to_move == "black" else self.setup.white_id
 
     @property
     def is_over(self) -> bool:
@@ -310,6 +353,8 @@ class GameState:
             self.undo_declined,
             self.resume_floor,
             self.result,
+            tuple(sorted(self.away.items())),
+            self.scoring_ends_at,
             tuple(sorted(self.requests.items(), key=lambda kv: kv[1])),
         )
 
@@ -351,6 +396,9 @@ class GameState:
             undo_requested_by=self.undo_request[0] if self.undo_request else None,
             result=self.result,
             clock=clock_view(self.clock, now),
+            away={str(k): v for k, v in self.away.items()},
+            scoring_ends_at_ms=self.scoring_ends_at if self.phase == "scoring" else None,
+            rated=s.rated and s.black_bot is None and s.white_bot is None,
         )
 
     def __repr__(self) -> str:

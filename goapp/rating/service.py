@@ -9,6 +9,12 @@ game. :meth:`Store.apply_rating_update <goapp.store.Store.apply_rating_update>` 
 history rows and the new ratings in one transaction and applies a game at most once, so a
 retry, a second instance or :meth:`RatingService.catch_up` (at start-up: finished games that
 a crash left unrated) cannot rate a game twice.
+
+Inactivity: a game is one rating period, and so is every ``1 / RATING_PERIODS_PER_DAY``
+days without a game (lichess' 0.21436 periods a day). Before a game is rated, each
+player's RD is aged by the periods since their rating last changed (Glicko-2's no-game
+step, :func:`goapp.rating.glicko2.age`, fractional periods allowed): an RD of 60 grows to
+about 110 in a year away. :func:`aged_rating` gives the same value for display.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from goapp.game.events import GameFinished, StoredEvent
 from goapp.game.service import GameService
-from goapp.rating.glicko2 import Rating, rate_game
+from goapp.rating.glicko2 import Rating, age, rate_game
 from goapp.rating.handicap import effective_rating, handicap_rank_difference
 from goapp.store import (
     ConflictError,
@@ -34,7 +41,14 @@ from goapp.store import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RatingService", "game_score", "pools_for"]
+__all__ = [
+    "RATING_PERIODS_PER_DAY",
+    "RatingService",
+    "aged_rating",
+    "game_score",
+    "inactive_periods",
+    "pools_for",
+]
 
 #: Pools with their own rating, by board size (square boards only).
 SIZE_POOLS = {9: "9", 13: "13", 19: "19"}
@@ -61,8 +75,24 @@ def game_score(result: str | None) -> float | None:
     return None
 
 
-def _rating(r: PoolRating | None) -> Rating:
-    return Rating() if r is None else Rating(r.rating, r.rd, r.volatility)
+#: Rating periods per day without games (lichess' value): one period every 4.67 days.
+RATING_PERIODS_PER_DAY = 0.21436
+
+
+def inactive_periods(since: datetime, now: datetime) -> float:
+    """Rating periods from ``since`` (the rating's last change) to ``now`` (0 if earlier)."""
+    days = (now - since).total_seconds() / 86_400
+    return max(0.0, days * RATING_PERIODS_PER_DAY)
+
+
+def aged_rating(r: PoolRating | None, now: datetime | None = None) -> Rating:
+    """A stored rating as of ``now`` (default: the current time): its RD grown by the rating
+    periods without games since it last changed (a missing row is a new player)."""
+    if r is None:
+        return Rating()
+    base = Rating(r.rating, r.rd, r.volatility)
+    periods = inactive_periods(r.updated_at, now or datetime.now(UTC))
+    return age(base, periods) if periods > 0 else base
 
 
 class RatingService:
@@ -197,7 +227,9 @@ class RatingService:
         updates: list[RatingUpdate] = []
         for pool in pools_for(game):
             b, w = black.get(pool), white.get(pool)
-            b_rating, w_rating = _rating(b), _rating(w)
+            # each player's RD as of the game's end, aged by their time without games
+            when = game.finished_at or datetime.now(UTC)
+            b_rating, w_rating = aged_rating(b, when), aged_rating(w, when)
             # Black's head start (handicap, low komi): Black is rated as that much stronger
             shift = effective_rating(b_rating.rating, shift_ranks) - b_rating.rating
             shifted = Rating(b_rating.rating + shift, b_rating.rd, b_rating.volatility)

@@ -30,7 +30,22 @@ is in whole seconds; clock state is in milliseconds.
                   block resets (``stones`` and ``period_s`` again). A move made while main time
                   is left does not count towards a block.
 ``simple``        ``per_move_s`` for every move, unused time is lost (no main time).
+``correspondence`` ``days_per_move`` days (1 to 30) for every move, unused time is lost; with
+                  ``weekends_off`` the clock does not run on Saturdays and Sundays (UTC).
 ================  =============================================================================
+
+Correspondence time and weekends
+--------------------------------
+
+A correspondence game's deadline is the time of the last move plus ``days_per_move`` days.
+With ``weekends_off``, time that falls on a Saturday or a Sunday is not charged: the clock
+counts only weekday milliseconds (:func:`weekday_ms`) and the deadline is pushed past every
+weekend the turn spans (:meth:`TimeControlBase.wall_span`). Weekends are **UTC** days: the
+server must give both players, on every instance, the same deadline, and a player's own
+time zone is not known to the clock (one timezone for everybody, like OGS's server-side
+weekends). So a player in UTC+9 sees the weekend pause from Saturday 09:00 to Monday 09:00
+local time. A move's deadline that falls exactly at the end of a Friday stays there (it is
+not moved to Monday).
 
 Boundaries are exact to the millisecond: a player whose time budget is ``B`` ms at the start
 of a turn may use up to ``B - 1`` ms; at ``B`` ms the time is over (byo-yomi: a period with
@@ -125,6 +140,7 @@ __all__ = [
     "ClockError",
     "ClockState",
     "Color",
+    "Correspondence",
     "Fischer",
     "FlagFallen",
     "GameClock",
@@ -139,6 +155,7 @@ __all__ = [
     "lag_quota_gain_ms",
     "lag_quota_max_ms",
     "time_control_from_sgf",
+    "weekday_ms",
 ]
 
 Color: TypeAlias = Literal["black", "white"]
@@ -156,6 +173,14 @@ MAX_PERIODS = 30
 """Most byo-yomi periods."""
 MAX_STONES = 100
 """Most stones in a Canadian block."""
+MAX_DAYS_PER_MOVE = 30
+"""Most days per move of a correspondence game."""
+
+DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
+#: 1970-01-01 (epoch 0) was a Thursday: shifting by 3 days puts 0 on a Monday 00:00 UTC.
+_MONDAY_SHIFT_MS = 3 * DAY_MS
+_WEEKDAYS_MS = 5 * DAY_MS
 
 # --- lag compensation constants (milliseconds) ----------------------------------------------
 
@@ -309,6 +334,21 @@ class TimeControlBase(
     def after_move(self, pc: PlayerClock) -> PlayerClock:
         """``pc`` after the player completed a move (increment, period reset, stone count)."""
         return pc
+
+    def charged_ms(self, start: int, now: int) -> int:
+        """The thinking time charged for a turn that started at ``start``, at ``now``
+        (``now - start``; without weekends under ``weekends_off``)."""
+        return max(0, now - start)
+
+    def wall_span(self, start: int, budget: int) -> int:
+        """How long (wall clock) after ``start`` a turn has used up ``budget`` ms of charged
+        time: the inverse of :meth:`charged_ms`."""
+        return budget
+
+    @property
+    def correspondence(self) -> bool:
+        """Whether this is a correspondence time control (days per move)."""
+        return False
 
 
 class NoTimeControl(TimeControlBase, frozen=True, tag="none"):
@@ -550,7 +590,82 @@ class Simple(TimeControlBase, frozen=True, tag="simple"):
         return msgspec.structs.replace(pc, period_ms=self.per_move_s * 1000)
 
 
-TimeControl: TypeAlias = NoTimeControl | Absolute | Fischer | ByoYomi | Canadian | Simple
+def _weekday_ms_before(t: int) -> int:
+    """Weekday (Monday to Friday, UTC) milliseconds between Monday 1969-12-29 and ``t``."""
+    weeks, rem = divmod(t + _MONDAY_SHIFT_MS, WEEK_MS)
+    return weeks * _WEEKDAYS_MS + min(rem, _WEEKDAYS_MS)
+
+
+def weekday_ms(start: int, end: int) -> int:
+    """Milliseconds of ``[start, end)`` (epoch ms) that fall on a Monday to Friday, UTC."""
+    if end <= start:
+        return 0
+    return _weekday_ms_before(end) - _weekday_ms_before(start)
+
+
+class Correspondence(TimeControlBase, frozen=True, tag="correspondence"):
+    """``days_per_move`` days for every move, unused time is lost; ``weekends_off``: the
+    clock stops on Saturdays and Sundays (UTC, see the module docstring)."""
+
+    days_per_move: int
+    weekends_off: bool = False
+
+    def _validate(self) -> None:
+        if isinstance(self.days_per_move, bool) or not isinstance(self.days_per_move, int):
+            raise TimeControlError(
+                f"days_per_move must be an integer number of days, not {self.days_per_move!r}"
+            )
+        if not 1 <= self.days_per_move <= MAX_DAYS_PER_MOVE:
+            raise TimeControlError(
+                f"days_per_move must be between 1 and {MAX_DAYS_PER_MOVE}, not {self.days_per_move}"
+            )
+
+    @property
+    def correspondence(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        days = "1 day" if self.days_per_move == 1 else f"{self.days_per_move} days"
+        return f"{days} per move" + (", weekends off" if self.weekends_off else "")
+
+    def sgf_properties(self) -> dict[str, str]:
+        # the same rule as one byo-yomi period of that length (weekends are not expressible)
+        return {"TM": "0", "OT": f"1x{self.days_per_move * 86_400} byo-yomi"}
+
+    def typical_move_s(self) -> int:
+        return self.days_per_move * 86_400
+
+    def initial(self) -> PlayerClock:
+        return msgspec.structs.replace(super().initial(), period_ms=self.days_per_move * DAY_MS)
+
+    def budget_ms(self, pc: PlayerClock) -> int | None:
+        return pc.period_ms
+
+    def consume(self, pc: PlayerClock, elapsed_ms: int) -> PlayerClock:
+        return msgspec.structs.replace(pc, period_ms=pc.period_ms - elapsed_ms)
+
+    def after_move(self, pc: PlayerClock) -> PlayerClock:
+        return msgspec.structs.replace(pc, period_ms=self.days_per_move * DAY_MS)
+
+    def charged_ms(self, start: int, now: int) -> int:
+        if not self.weekends_off:
+            return super().charged_ms(start, now)
+        return weekday_ms(start, now)
+
+    def wall_span(self, start: int, budget: int) -> int:
+        if not self.weekends_off or budget <= 0:
+            return budget
+        target = _weekday_ms_before(start) + budget
+        weeks, rem = divmod(target, _WEEKDAYS_MS)
+        # the first instant at which that much weekday time has passed: a budget ending
+        # with a Friday ends at Saturday 00:00, not on Monday
+        end = weeks * WEEK_MS + rem if rem else weeks * WEEK_MS - 2 * DAY_MS
+        return end - _MONDAY_SHIFT_MS - start
+
+
+TimeControl: TypeAlias = (
+    NoTimeControl | Absolute | Fischer | ByoYomi | Canadian | Simple | Correspondence
+)
 """Any time control; decode JSON with :func:`decode_time_control`."""
 
 _decoder = msgspec.json.Decoder(TimeControl)
@@ -672,7 +787,7 @@ class GameClock(msgspec.Struct, frozen=True, kw_only=True):
         """Time the player to move has used in this turn at ``now`` (0 unless running)."""
         if self.state != "running" or self.turn_started_ms is None:
             return 0
-        return max(0, now - self.turn_started_ms)
+        return self.control.charged_ms(self.turn_started_ms, now)
 
     def flag_time(self) -> int | None:
         """When the player to move's time reaches zero (ms), or ``None`` when the clock is not
@@ -683,7 +798,7 @@ class GameClock(msgspec.Struct, frozen=True, kw_only=True):
         budget = self.control.budget_ms(self.player(self.to_move))
         if budget is None:
             return None
-        return self.turn_started_ms + budget
+        return self.turn_started_ms + self.control.wall_span(self.turn_started_ms, budget)
 
     def grace_ms(self) -> int:
         """How long after :meth:`flag_time` the game is still open: the lag the player to move
@@ -772,7 +887,8 @@ class GameClock(msgspec.Struct, frozen=True, kw_only=True):
             quota = min(quota - credited + lag_quota_gain_ms(control), lag_quota_max_ms(control))
         charged = elapsed - credited
         if budget is not None and charged >= budget:
-            raise FlagFallen(player, self.turn_started_ms + budget)
+            start = self.turn_started_ms
+            raise FlagFallen(player, start + control.wall_span(start, budget))
 
         pc = control.after_move(control.consume(pc, charged))
         pc = msgspec.structs.replace(
@@ -792,8 +908,9 @@ class GameClock(msgspec.Struct, frozen=True, kw_only=True):
         budget = self.control.budget_ms(pc)
         if budget is not None and elapsed >= budget:
             if not clamp:
-                assert self.turn_started_ms is not None
-                raise FlagFallen(self.to_move, self.turn_started_ms + budget)
+                start = self.turn_started_ms
+                assert start is not None
+                raise FlagFallen(self.to_move, start + self.control.wall_span(start, budget))
             return msgspec.structs.replace(_zeroed(pc), spent_ms=pc.spent_ms + budget)
         pc = self.control.consume(pc, elapsed)
         return msgspec.structs.replace(pc, spent_ms=pc.spent_ms + elapsed)

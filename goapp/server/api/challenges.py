@@ -61,6 +61,12 @@ class ChallengeBody(msgspec.Struct, forbid_unknown_fields=True):
     color: Literal["black", "white", "random"] = "random"
     time_control: TimeControl | None = None
     opponent: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    rated: Annotated[
+        bool,
+        msgspec.Meta(
+            description="false: the game moves no ratings (games against the computer never do)"
+        ),
+    ] = True
     level: (
         Annotated[
             str,
@@ -93,6 +99,7 @@ class ChallengeOut(msgspec.Struct):
     handicap: int
     color: str
     time_control: dict[str, Any] | None
+    rated: bool
     status: str
     created_at: datetime
     expires_at: datetime | None
@@ -145,6 +152,7 @@ def challenge_params(body: ChallengeBody) -> dict[str, Any]:
         "handicap": body.handicap,
         "color": body.color,
         "time_control": control,
+        "rated": body.rated,
     }
 
 
@@ -160,6 +168,7 @@ async def challenge_out(names: Names, ch: Challenge) -> ChallengeOut:
         handicap=int(p.get("handicap", 0)),
         color=str(p.get("color", "random")),
         time_control=p.get("time_control"),
+        rated=bool(p.get("rated", True)),
         status=ch.status,
         created_at=ch.created_at,
         expires_at=ch.expires_at,
@@ -289,6 +298,7 @@ async def accept_challenge(request: web.Request) -> web.Response:
             komi=p["komi"],
             handicap=p["handicap"],
             time_control=p["time_control"],
+            rated=bool(p.get("rated", True)),
         )
     except Exception:
         log.exception(
@@ -347,7 +357,8 @@ ROUTES = [
         auth="required",
         errors=(400, 401, 404, 413, 415),
         description='`time_control` is `{"system": "none"|"absolute"|"fischer"|'
-        '"byoyomi"|"canadian"|"simple", ...}` (see docs/api.md). '
+        '"byoyomi"|"canadian"|"simple"|"correspondence", ...}` (see docs/api.md). '
+        "`rated: false` makes a game that moves no ratings. "
         '`opponent: "computer"` (with `level`: beginner, easy, medium, strong) starts a game '
         "against the computer at once and answers 201 `{game_id, bot, level, color, black, "
         "white}` instead of a challenge; 400 `engine_unavailable` when the server has no "

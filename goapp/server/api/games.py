@@ -27,6 +27,7 @@ from goapp.server.api.common import (
     decode_body,
     id_param,
     json_response,
+    optional_user_id,
     path_id,
     query_int,
     rate_limit,
@@ -72,7 +73,7 @@ async def post_action(request: web.Request) -> web.Response:
     start = time.perf_counter()
     try:
         me = require_user_id(request)
-        rate_limit(request, ("action:user", str(me)), ("action:ip", client_ip(request)))
+        await rate_limit(request, ("action:user", str(me)), ("action:ip", client_ip(request)))
         body = await decode_body(request, ActionBody)
         events = await ctx_of(request).games.act(
             body.game_id, me, body.action, request_id=body.request_id
@@ -121,8 +122,18 @@ async def get_events(request: web.Request) -> web.Response:
     )
 
 
-async def game_summary(names: Names, g: Game) -> dict[str, Any]:
+async def game_summary(
+    names: Names, g: Game, *, state: GameState | None = None, me: int | None = None
+) -> dict[str, Any]:
+    """A game of a list. With its ``state`` (active games): whose turn it is (``to_move``
+    colour, ``to_move_id`` user, ``your_turn`` for the requester ``me``) and the clock's
+    ``deadline`` (correspondence lists sort by it)."""
+    to_move_id = state.to_move_id() if state is not None else None
     return {
+        "to_move": state.to_move if state is not None and state.phase == "playing" else None,
+        "to_move_id": to_move_id,
+        "your_turn": me is not None and to_move_id == me,
+        "deadline": g.deadline,
         "id": g.id,
         "black": await names.player(g.black_id, g.black_bot),
         "white": await names.player(g.white_id, g.white_bot),
@@ -148,6 +159,7 @@ async def list_games(request: web.Request) -> web.Response:
     if status not in ("active", "finished"):
         raise ApiError(400, "bad_request", "status must be active or finished", path="status")
     limit = query_int(request, "limit", 50, 1, 100) or 50
+    size = query_int(request, "size", None, 2, 25)
     user_id: int | None = None
     if name:
         try:
@@ -164,12 +176,74 @@ async def list_games(request: web.Request) -> web.Response:
         games = await db("list_active_games", store.list_active_games(user_id))
     else:
         games = await db(
-            "list_recent_finished", store.list_recent_finished(limit if user_id is None else 500)
+            "list_recent_finished",
+            store.list_recent_finished(limit if user_id is None and size is None else 500),
         )
         if user_id is not None:
             games = [g for g in games if user_id in (g.black_id, g.white_id)]
+    # -- filters of the player page (result, size) --------------------------------------
+    games = filter_games(games, user_id, request.query.get("result"), size)
+    # -- end of the filters ---------------------------------------------------------------
     names = Names(request)
-    return json_response({"games": [await game_summary(names, g) for g in games[:limit]]})
+    me = optional_user_id(request)
+    return json_response(
+        {
+            "games": [
+                await game_summary(names, g, **await _turn(request, g, me)) for g in games[:limit]
+            ]
+        }
+    )
+
+
+async def _turn(request: web.Request, g: Game, me: int | None) -> dict[str, Any]:
+    """``game_summary``'s whose-turn arguments: the state of a game being played."""
+    if g.status not in ("playing", "scoring"):
+        return {"me": me}
+    try:
+        return {"state": await ctx_of(request).games.state(g.id), "me": me}
+    except (GameNotFound, ValueError):
+        return {"me": me}
+
+
+#: ``result=`` of ``GET /api/games``: the games the user won, lost, or drew (jigo).
+RESULT_FILTERS = ("win", "loss", "draw")
+
+
+def game_outcome(g: Game, user_id: int) -> str | None:
+    """``win``, ``loss`` or ``draw`` for ``user_id`` in a finished game (None: no result,
+    an aborted or void game, or not the user's game)."""
+    r = (g.result or "").upper()
+    if r in ("0", "DRAW", "JIGO"):
+        return "draw" if user_id in (g.black_id, g.white_id) else None
+    if r.startswith("B+"):
+        winner = g.black_id
+    elif r.startswith("W+"):
+        winner = g.white_id
+    else:
+        return None
+    if user_id == winner:
+        return "win"
+    return "loss" if user_id in (g.black_id, g.white_id) else None
+
+
+def filter_games(
+    games: list[Game], user_id: int | None, result: str | None, size: int | None
+) -> list[Game]:
+    """The player page's filters: ``result`` (needs a user) and square board ``size``."""
+    if result:
+        if result not in RESULT_FILTERS:
+            raise ApiError(
+                400,
+                "bad_request",
+                f"result must be one of {', '.join(RESULT_FILTERS)}",
+                path="result",
+            )
+        if user_id is None:
+            raise ApiError(400, "bad_request", "result=... needs user=NAME", path="user")
+        games = [g for g in games if game_outcome(g, user_id) == result]
+    if size is not None:
+        games = [g for g in games if g.width == size and g.height == size]
+    return games
 
 
 # -- SGF -----------------------------------------------------------------------------------
@@ -264,7 +338,7 @@ def review_sgf(data: bytes) -> dict[str, Any]:
 
 
 async def post_sgf(request: web.Request) -> web.Response:
-    rate_limit(request, ("sgf:ip", client_ip(request)))
+    await rate_limit(request, ("sgf:ip", client_ip(request)))
     if request.content_type not in SGF_MEDIA_TYPES:
         raise ApiError(
             415,
@@ -367,8 +441,25 @@ ROUTES = [
             Param("user", "query", {"type": "string"}, "a user name"),
             Param("status", "query", {"type": "string", "enum": ["active", "finished"]}),
             Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
+            Param(
+                "result",
+                "query",
+                {"type": "string", "enum": list(RESULT_FILTERS)},
+                "only the games the user won, lost or drew (needs user)",
+            ),
+            Param(
+                "size",
+                "query",
+                {"type": "integer", "minimum": 2, "maximum": 25},
+                "only games on this square board",
+            ),
         ),
-        errors=(400, 404),
+        errors=(400, 401, 404),
+        auth="optional",
+        description="Each game has `to_move` (colour), `to_move_id` (the user to move while "
+        "the game is played, else null), `your_turn` (the requester is to move; needs a "
+        "token) and `deadline` (when the player to move runs out of time, or when the "
+        "scoring phase ends).",
     ),
     Route(
         "GET",
