@@ -273,7 +273,7 @@ def test_play_watch_reconnect_score_review(server: str, browser: Browser) -> Non
         )
         people.append(phone)
         phone.goto("/")  # the lobby lists the game; "Watch" opens it
-        phone.page.locator(f"#live-games li[data-game-id='{game_id}'] a").click()
+        phone.page.locator(f"#live-games li[data-game-id='{game_id}'] a.btn").click()
         phone.page.wait_for_url(f"**{game_path}")
         expect(phone.page.locator("#controls")).to_contain_text("watching")
 
@@ -541,7 +541,7 @@ def test_touch_confirm_keyboard_play_and_resign(server: str, browser: Browser) -
     try:
         # -- on a touch screen the first tap shows the stone, Confirm plays it -------------
         phone.goto("/")
-        expect(phone.page.locator(f"#live-games li[data-game-id='{game_id}'] a")).to_have_text(
+        expect(phone.page.locator(f"#live-games li[data-game-id='{game_id}'] a.btn")).to_have_text(
             "Play"
         )
         phone.shot("14-phone-lobby")

@@ -37,7 +37,8 @@ async def client(tmp_path: Path, aiohttp_client: object) -> TestClient:
 
 
 async def test_index_and_app_routes_serve_the_page(client: TestClient) -> None:
-    for path in ("/", "/login", "/register", "/settings", "/review", "/game/12", "/review/7"):
+    paths = ("/", "/login", "/register", "/settings", "/review", "/game/12", "/review/7")
+    for path in (*paths, "/user/alice", "/user/%C3%A9mile", "/leaderboard"):
         r = await client.get(path)
         assert r.status == 200, path
         assert r.content_type == "text/html"

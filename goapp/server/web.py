@@ -1,6 +1,6 @@
 """The browser app (SPA): ``goapp/web/`` served as package data, no build step.
 
-* ``GET /`` and the app's own routes (``/game/12``, ``/review/12``, ``/login`` ...) answer
+* ``GET /`` and the app's own routes (``/game/12``, ``/user/NAME``, ``/leaderboard`` ...) answer
   ``index.html``; the app's router reads ``location.pathname``. Unknown paths outside these
   routes still get the API's JSON 404.
 * ``GET /static/v-<fingerprint>/<path>`` serves the files with a one-year ``immutable``
@@ -37,6 +37,7 @@ SPA_ROUTES = (
     r"/game/{id:\d+}",
     r"/review/{id:\d+}",
     "/user/{name}",
+    "/leaderboard",
 )
 
 #: The placeholder in index.html replaced by the static URL prefix.

@@ -10,6 +10,10 @@ import { gameView } from "./js/views/game.js";
 import { reviewView } from "./js/views/review.js";
 import { authView } from "./js/views/auth.js";
 import { settingsView } from "./js/views/settings.js";
+import { playerView } from "./js/views/player.js";
+import { leaderboardView } from "./js/views/leaderboard.js";
+import { handleNotify, onYourMove, resetNotifications } from "./js/notify.js";
+import { userHref, forgetProfiles } from "./js/players.js";
 import { navigate, applyPresence, presence } from "./js/nav.js";
 
 const routes = [
@@ -20,6 +24,8 @@ const routes = [
   [/^\/game\/(\d+)$/, (m, [id]) => gameView(m, { id: Number(id) })],
   [/^\/review\/(\d+)$/, (m, [id]) => reviewView(m, { id: Number(id) })],
   [/^\/review(?:\/sgf)?$/, (m) => reviewView(m, { id: null })],
+  [/^\/user\/([^/]+)$/, playerView],
+  [/^\/leaderboard$/, leaderboardView],
 ];
 
 let cleanup = null;
@@ -65,6 +71,16 @@ const online = h("span.online", { title: "Players online", id: "online-count" })
 const themeBtn = h("button.icon-btn", { type: "button", id: "theme-toggle", "aria-label": "Toggle dark theme",
   onclick: () => saveSettings({ theme: effectiveTheme() === "dark" ? "light" : "dark" }) });
 const userBox = h("div.userbox");
+// "Your move" in games that wait for me (correspondence notifications): a badge to the first.
+const yourMove = h("a.badge#your-move", { hidden: true, href: "/" });
+function renderYourMove(ids) {
+  yourMove.hidden = !ids.length;
+  if (!ids.length) return;
+  yourMove.href = `/game/${ids[0]}`;
+  yourMove.textContent = ids.length === 1 ? "Your move" : `Your move · ${ids.length}`;
+  yourMove.title = `It is your move in ${ids.length} game${ids.length === 1 ? "" : "s"}`;
+}
+onYourMove(renderYourMove);
 // A "sliders" icon for the settings link (drawn: no icon font).
 const settingsIcon = (() => {
   const NS = "http://www.w3.org/2000/svg";
@@ -84,7 +100,7 @@ const settingsIcon = (() => {
 function updateNav() {
   const path = location.pathname;
   for (const a of header.querySelectorAll("nav a, a.settings-link")) {
-    const active = a.getAttribute("href") === path || (a.getAttribute("href") === "/" && path === "/");
+    const active = a.getAttribute("href") === path;
     if (active) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
 }
@@ -92,7 +108,7 @@ function updateNav() {
 function renderUser() {
   if (session.user) {
     clear(userBox,
-      h("span.me", { id: "me", title: `Rating ${Math.round(session.user.rating)}` }, h("span.dot.online-dot"), session.user.name),
+      h("a.me", { id: "me", href: userHref(session.user.name), title: `Your page · rating ${Math.round(session.user.rating)}` }, h("span.dot.online-dot"), session.user.name),
       h("button.btn.small.ghost", { type: "button", id: "logout", onclick: async () => { await logout(); toast("Logged out"); navigate("/"); } }, "Log out"));
   } else {
     clear(userBox,
@@ -113,8 +129,9 @@ clear(header,
     h("span.logo", { "aria-hidden": "true" }, h("span.l1"), h("span.l2")), "goapp"),
   h("nav", { "aria-label": "Main" },
     h("a", { href: "/" }, "Lobby"),
+    h("a", { href: "/leaderboard", title: "Leaderboard" }, h("span.long", null, "Leaderboard"), h("span.short", null, "Ranks")),
     h("a", { href: "/review" }, "Review")),
-  h("div.spacer"), conn, online, settingsIcon, themeBtn, userBox);
+  h("div.spacer"), conn, online, yourMove, settingsIcon, themeBtn, userBox);
 
 socket.onStatus((s) => {
   conn.dataset.state = s;
@@ -140,11 +157,23 @@ socket.onDirect((m) => {
   }
 });
 
+// Frames for this user: a "your move" notification; an automatch pairing (from any page).
+socket.on("notify", handleNotify);
+socket.on("automatch", (m) => {
+  const p = m.payload || {};
+  if (m.kind !== "paired" || p.game_id == null) return;
+  if (location.pathname === `/game/${p.game_id}`) return;
+  const opp = p.opponent ? (typeof p.opponent === "string" ? p.opponent : p.opponent.name) : null;
+  toast(`Opponent found${opp ? `: ${opp}` : ""}. The game starts`);
+  navigate(`/game/${p.game_id}`);
+});
+socket.onDirect((m) => { if (m.kind === "challenge_accepted") forgetProfiles(); });
+
 let lastUser = undefined;
 onSessionChange(() => {
   renderUser();
   const id = session.user ? session.user.id : null;
-  if (lastUser !== undefined && id !== lastUser) socket.restart();
+  if (lastUser !== undefined && id !== lastUser) { resetNotifications(); socket.restart(); }
   else if (id !== null && id === lastUser) socket.reauth(session.access); // token renewed
   lastUser = id;
 });

@@ -4,6 +4,7 @@
 import { api, session } from "./api.js";
 import { socket } from "./ws.js";
 import { h, clear, toast } from "./ui.js";
+import { userHref } from "./players.js";
 
 export function chatPanel(room, { title = "Chat", placeholder = "Say somethingâ€¦" } = {}) {
   const seen = new Set();
@@ -33,7 +34,7 @@ export function chatPanel(room, { title = "Chat", placeholder = "Say somethingâ€
     const mine = session.user && m.user && m.user.id === session.user.id;
     const when = new Date(m.created || m.created_at);
     const line = h(`li${mine ? ".mine" : ""}`, { dataset: { id: m.id } },
-      h("span.who", null, who), h("span.text", null, m.text),
+      m.user && m.user.name ? h("a.who.plink", { href: userHref(m.user.name) }, who) : h("span.who", null, who), h("span.text", null, m.text),
       h("time", { datetime: when.toISOString(), title: when.toLocaleString() },
         when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
     // Keep order by id (history may arrive after live lines).

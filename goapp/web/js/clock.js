@@ -4,6 +4,17 @@
 
 import { fmtClock } from "./ui.js";
 
+const HOUR = 3_600_000, DAY = 24 * HOUR;
+
+/** Days and hours for correspondence clocks: "2d 5h", "5h 12m", then "12:34". */
+export function fmtDays(ms) {
+  if (ms === null || ms === undefined) return "∞";
+  const t = Math.max(0, ms);
+  if (t >= DAY) return `${Math.floor(t / DAY)}d ${Math.floor((t % DAY) / HOUR)}h`;
+  if (t >= HOUR) return `${Math.floor(t / HOUR)}h ${Math.floor((t % HOUR) / 60_000)}m`;
+  return fmtClock(t);
+}
+
 /** {main, extra, low, flagged, text, sub} for one player's side of ``clock`` at ``now``. */
 export function clockFace(clock, color, now, periodFullMs = 0) {
   if (!clock || clock.system === "none") return { text: "", sub: "no time limit", low: false, running: false };
@@ -53,6 +64,20 @@ export function clockFace(clock, color, now, periodFullMs = 0) {
         text = fmtClock(period);
         sub = `${stones} stone${stones === 1 ? "" : "s"}`;
         low = period < 30_000;
+      }
+      break;
+    }
+    case "correspondence": {
+      // Days per move. The deadline (wall clock, weekends included when they are off) is
+      // the server's: what is left is the deadline minus now.
+      if (running && clock.deadline_ms) {
+        const left = Math.max(0, clock.deadline_ms - now);
+        text = fmtDays(left);
+        sub = "left for this move";
+        low = left < 6 * HOUR;
+      } else {
+        text = fmtDays(period);
+        sub = "per move";
       }
       break;
     }

@@ -180,6 +180,7 @@ export function describeTimeControl(tc) {
     case "byoyomi": return `${m(tc.main_s)} + ${tc.periods}×${tc.period_s}s`;
     case "canadian": return `${m(tc.main_s)} + ${tc.stones}/${m(tc.period_s)}`;
     case "simple": return `${tc.per_move_s}s / move`;
+    case "correspondence": return `${tc.days_per_move} day${tc.days_per_move === 1 ? "" : "s"} / move${tc.weekends_off ? ", weekends off" : ""}`;
     default: return tc.system;
   }
 }

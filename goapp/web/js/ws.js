@@ -283,9 +283,21 @@ export class Socket {
         if (hs) for (const h of hs) h(m);
         break;
       }
-      default:
+      default: {
+        // Frames addressed to this user: automatch pairings, notifications ("your move").
+        const hs = this.typeHandlers && this.typeHandlers.get(m.type);
+        if (hs) for (const h of hs) h(m);
         break;
+      }
     }
+  }
+
+  /** Follow frames of one ``type`` (``automatch``, ``notify``...). Returns an unsubscribe. */
+  on(type, fn) {
+    this.typeHandlers = this.typeHandlers || new Map();
+    if (!this.typeHandlers.has(type)) this.typeHandlers.set(type, new Set());
+    this.typeHandlers.get(type).add(fn);
+    return () => this.typeHandlers.get(type)?.delete(fn);
   }
 
   /** Lobby messages addressed to this user arrive even when not subscribed to the lobby. */

@@ -15,7 +15,9 @@ import {
   BLACK, WHITE, EMPTY, Position, Record, colorOf, colorName, other, parseVertex, vertex,
   estimateScore, scoringOf, handicapBonus, formatResult, scoreText, handicapPoints,
 } from "../go.js";
-import { h, clear, add, toast, confirmDialog, settings, onSettings, confirmMoves, playStoneSound, rulesName, playerName } from "../ui.js";
+import { h, clear, add, toast, confirmDialog, settings, onSettings, confirmMoves, playStoneSound, rulesName, playerName, fmtClock } from "../ui.js";
+import { nameTag, poolOf, forgetProfiles, profile, poolRating } from "../players.js";
+import { seen } from "../notify.js";
 
 const ERRORS = {
   occupied: "That point is occupied.",
@@ -30,7 +32,7 @@ export function gameView(main, { id }) {
     id, loaded: false, seq: 0, phase: "loading", w: 19, h: 19, position: null, turns: [], last: null,
     toMove: "black", dead: new Set(), accepted: [], undoBy: null, result: null, clock: null, players: {},
     rules: "japanese", komi: 6.5, handicap: 0, blackId: null, whiteId: null, watchers: 0, finish: null,
-    periodFull: 0, busy: false, pending: null,
+    periodFull: 0, busy: false, pending: null, away: {}, scoringEndsAt: null,
   };
 
   // -- layout -----------------------------------------------------------------------------------
@@ -99,6 +101,8 @@ export function gameView(main, { id }) {
     g.accepted = v.accepted || [];
     g.undoBy = v.undo_requested_by;
     g.result = v.result;
+    g.away = { ...(v.away || {}) };
+    g.scoringEndsAt = v.scoring_ends_at_ms ?? null;
     setClock(v.clock);
     render();
   }
@@ -144,6 +148,7 @@ export function gameView(main, { id }) {
         if (p.color !== myColor()) toast(`${name(p.color)} passed`);
         break;
       case "scoring_started":
+        g.scoringEndsAt = p.ends_at_ms ?? null;
         g.phase = "scoring";
         g.dead = toKeys(p.dead || []);
         g.accepted = [];
@@ -183,11 +188,22 @@ export function gameView(main, { id }) {
       case "timeout":
         toast(`${name(p.color)} ran out of time`);
         break;
+      case "player_left":
+        g.away = { ...g.away, [p.color]: p.claim_at_ms };
+        break;
+      case "player_returned": {
+        const { [p.color]: _gone, ...rest } = g.away;
+        g.away = rest;
+        if (p.color !== myColor()) toast(`${name(p.color)} is back`);
+        break;
+      }
       case "aborted":
         g.phase = "aborted";
         break;
       case "game_finished":
         g.phase = "finished";
+        g.away = {};
+        g.scoringEndsAt = null;
         g.result = p.result;
         g.finish = p;
         if (p.dead) g.dead = toKeys(p.dead);
@@ -292,9 +308,16 @@ export function gameView(main, { id }) {
 
     for (const c of ["black", "white"]) {
       const card = cards[c], p = g.players[c];
-      card.name.textContent = playerName(p) + (me === c ? " (you)" : "");
+      // The name links to the player's page, with the rank in this board's pool.
+      const key = `${playerName(p)}|${me === c}|${g.w}x${g.h}|${g.ranksVersion || 0}`;
+      if (card.key !== key) {
+        card.key = key;
+        clear(card.name, nameTag(p, { you: me === c, pool: poolOf(g.w, g.h) }));
+        // The rating of this board's pool (the list's rating is the overall one).
+        if (p && p.name) profile(p.name).then((u) => { card.poolRating = Math.round(poolRating(u, poolOf(g.w, g.h)).rating); render(); }).catch(() => {});
+      }
       const caps = g.position.captures[c] || 0;
-      card.rating.textContent = p && p.rating ? `${Math.round(p.rating)}` : p && p.bot ? "computer" : "";
+      card.rating.textContent = card.poolRating ? `${card.poolRating}` : p && p.rating ? `${Math.round(p.rating)}` : p && p.bot ? "computer" : "";
       card.caps.textContent = String(caps);
       card.caps.title = `${caps} stone${caps === 1 ? "" : "s"} captured by ${c}`;
       card.root.classList.toggle("to-move", playing && g.toMove === c);
@@ -326,6 +349,27 @@ export function gameView(main, { id }) {
       banner.hidden = false;
       add(banner, h("p", null, "Undo requested: waiting for your opponent."));
     }
+    // A player's connection is gone: a countdown, then the opponent may claim the win.
+    const awayColor = playing || scoring ? ["black", "white"].find((c) => g.away[c] != null) : null;
+    banner.classList.toggle("abandon", !!awayColor);
+    if (awayColor) {
+      banner.hidden = false;
+      const who = awayColor === "black" ? "Black" : "White";
+      const mine = me && me !== awayColor;
+      const canClaim = socket.now() >= g.away[awayColor];
+      // Before two moves, a claim annuls the game (the server aborts it) instead of winning it.
+      const early = g.turns.length < 2;
+      const what = early ? "call the game off" : "claim the win";
+      add(banner, h("p#abandon", { dataset: { color: awayColor, claimable: String(canClaim) } },
+        mine ? "Your opponent disconnected. " : `${who} disconnected. `,
+        canClaim
+          ? (mine ? `You may ${what}.` : `The opponent may ${what}.`)
+          : h("span", null, mine ? `You may ${what} in ` : `The opponent may ${what} in `, h("span.countdown#abandon-countdown", null, fmtClock(g.away[awayColor] - socket.now())), ".")),
+        mine && canClaim ? h("div.row", null, h("button.btn.primary#claim-victory", { type: "button", onclick: async () => {
+          const question = early ? "Call the game off? Your opponent left before it began; it will not count." : "Claim the win? Your opponent has left the game.";
+          if (await confirmDialog(question, { yes: early ? "Call it off" : "Claim victory" })) act({ type: "claim_victory" });
+        } }, early ? "Call the game off" : "Claim victory")) : null);
+    }
     if (scoring) {
       banner.hidden = false;
       banner.classList.add("scoring");
@@ -333,14 +377,21 @@ export function gameView(main, { id }) {
       add(banner, 
         h("p.score-line#score", null, h("strong", null, scoreText(est.margin)),
           h("span.muted", null, ` · Black ${est.black} – White ${est.white} (${scoringOf(g.rules)} scoring, estimate)${acc}`)),
-        me ? h("p.muted.small", null, "Click a group to mark it dead or alive. When you agree, accept. To dispute, resume play.") : null);
+        me ? h("p.muted.small", null, "Click a group to mark it dead or alive. When you agree, accept. To dispute, resume play.") : null,
+        g.scoringEndsAt ? h("p.muted.small#scoring-ends", null, "Counting ends by itself in ", h("span.countdown", null, fmtClock(g.scoringEndsAt - socket.now())), " with this marking.") : null);
     } else banner.classList.remove("scoring");
     if (over) {
       banner.hidden = false;
       banner.classList.add("result");
       const score = g.finish && g.finish.score;
       add(banner, h("p.result-line#result", null, g.phase === "aborted" ? "Game aborted" : formatResult(g.result)),
-        score && typeof score.black === "number" ? h("p.muted.small", null, `Black ${score.black} – White ${score.white}`) : null);
+        score && typeof score.black === "number" ? h("p.muted.small", null, `Black ${score.black} – White ${score.white}`) : null,
+        g.ratingChange ? h("p.small#rating-change", null, g.ratingChange.map((r, i) => {
+          const d = Math.round(r.after - r.before);
+          return [i ? " · " : "", h("strong", null, r.name), ` ${Math.round(r.after)} `,
+            h(`span.delta.${d >= 0 ? "up" : "down"}`, null, `(${d >= 0 ? "+" : "−"}${Math.abs(d)})`), ` ${r.rank}`];
+        })) : null);
+      if (g.phase === "finished" && !g.ratingAsked) { g.ratingAsked = true; ratingChange(); }
     } else banner.classList.remove("result");
 
     // controls
@@ -389,6 +440,40 @@ export function gameView(main, { id }) {
     watchers.title = "People with this game open (players included)";
   }
 
+  // After a rated game: each player's rating before and after it, in the board's pool (the
+  // rating service runs just after the end: look a few times).
+  async function ratingChange(tries = 0) {
+    const players = ["black", "white"].map((c) => g.players[c]);
+    if (!players.every((p) => p && p.name)) return; // a bot game is never rated
+    const pool = poolOf(g.w, g.h);
+    try {
+      const hist = await Promise.all(players.map((p) =>
+        api("GET", `/api/users/${encodeURIComponent(p.name)}/ratings?pool=${pool}&limit=100`, undefined, { auth: false })));
+      const points = hist.map((r) => r.points.find((pt) => pt.game_id === id));
+      if (points.some((pt) => !pt)) { if (tries < 6) setTimeout(() => ratingChange(tries + 1), 700); return; }
+      g.ratingChange = players.map((p, i) => ({ name: p.name, before: points[i].rating_before, after: points[i].rating, rank: points[i].rank }));
+      // The cards show the new ranks and ratings too.
+      forgetProfiles();
+      g.ranksVersion = (g.ranksVersion || 0) + 1;
+      render();
+    } catch { /* unrated or offline: no line */ }
+  }
+
+  // Countdowns of the banners (abandonment, end of counting); a claim becoming possible
+  // redraws the banner with its button. (Called by the timer only, never from render.)
+  function tickBanners() {
+    const cd = banner.querySelector("#abandon-countdown");
+    if (cd) {
+      const claimAt = g.away[banner.querySelector("#abandon").dataset.color];
+      if (claimAt == null) return; // the player came back: render() has been called
+      const left = claimAt - socket.now();
+      if (left <= 0) { render(); return; }
+      cd.textContent = fmtClock(left);
+    }
+    const se = banner.querySelector("#scoring-ends .countdown");
+    if (se && g.scoringEndsAt) se.textContent = fmtClock(Math.max(0, g.scoringEndsAt - socket.now()));
+  }
+
   function tickClocks() {
     if (!g.clock) return;
     const now = socket.now();
@@ -401,9 +486,10 @@ export function gameView(main, { id }) {
       card.root.classList.toggle("clock-running", !!f.running);
     }
   }
-  const clockTimer = setInterval(tickClocks, 100);
+  const clockTimer = setInterval(() => { tickClocks(); tickBanners(); }, 100);
 
   // -- wiring -----------------------------------------------------------------------------------
+  seen(id); // a "your move" notification of this game is answered by opening it
   disposers.push(onSettings(() => render()));
   reload().then(() => {
     disposers.push(socket.subscribe(id, (m) => {

@@ -5,8 +5,12 @@ import { api, session } from "../api.js";
 import { socket } from "../ws.js";
 import { navigate, onPresence, onlineList } from "../nav.js";
 import { chatPanel } from "../chat.js";
-import { h, clear, toast, describeTimeControl, rulesName, ago, playerName } from "../ui.js";
+import { h, add, clear, toast, describeTimeControl, rulesName, ago } from "../ui.js";
 import { formatResult } from "../go.js";
+import { nameTag, poolOf } from "../players.js";
+import { whoseTurn, onYourMove } from "../notify.js";
+import { features } from "../features.js";
+import { automatchPanel } from "../automatch.js";
 
 const TIME_PRESETS = [
   ["none", "No time limit", null],
@@ -16,6 +20,11 @@ const TIME_PRESETS = [
   ["fischer", "5m + 10s Fischer", { system: "fischer", main_s: 300, increment_s: 10, max_s: 600 }],
   ["canadian", "10m + 15 stones / 5m", { system: "canadian", main_s: 600, stones: 15, period_s: 300 }],
   ["absolute", "20m absolute", { system: "absolute", main_s: 1200 }],
+];
+// Correspondence games (days per move), offered when the server has them.
+const CORRESPONDENCE_PRESETS = [
+  ["corr-1", "Correspondence: 1 day / move", { system: "correspondence", days_per_move: 1 }],
+  ["corr-3", "Correspondence: 3 days / move, weekends off", { system: "correspondence", days_per_move: 3, weekends_off: true }],
 ];
 const RULES = [["japanese", "Japanese"], ["chinese", "Chinese"], ["korean", "Korean"], ["aga", "AGA"],
   ["new_zealand", "New Zealand"], ["tromp_taylor", "Tromp-Taylor"]];
@@ -27,14 +36,17 @@ function stoneIcon(color) {
 
 function gameLine(g, action) {
   const size = `${g.width}×${g.height}`;
-  return h("li.game-row", { dataset: { gameId: g.id } },
+  const pool = poolOf(g.width, g.height);
+  const turn = g.finished_at ? null : whoseTurn(g);
+  return h(`li.game-row${turn && turn.mine ? ".your-move" : ""}`, { dataset: { gameId: g.id } },
     h("span.ch-main", null,
       h("span.players", null,
-        stoneIcon("black"), h("span.pname", null, playerName(g.black)),
+        stoneIcon("black"), nameTag(g.black, { pool }),
         h("span.vs", null, "vs"),
-        stoneIcon("white"), h("span.pname", null, playerName(g.white))),
+        stoneIcon("white"), nameTag(g.white, { pool })),
       h("span.meta", null, `${size} · ${rulesName(g.rules)}${g.handicap ? ` · H${g.handicap}` : ""}`,
-        g.finished_at ? ` · ${ago(g.finished_at)}` : "")),
+        g.finished_at ? ` · ${ago(g.finished_at)}` : turn && turn.meta ? ` · ${turn.meta}` : "")),
+    turn && turn.mine ? h("span.your-move-tag", null, "Your move") : null,
     g.result ? h("span.result", { title: formatResult(g.result) }, g.result) : null,
     action);
 }
@@ -62,6 +74,13 @@ export function lobbyView(main) {
     const color = h("select#ch-color", { name: "color" },
       h("option", { value: "random" }, "Random"), h("option", { value: "black" }, "Black"), h("option", { value: "white" }, "White"));
     const time = h("select#ch-time", { name: "time" }, TIME_PRESETS.map(([v, t]) => h("option", { value: v, selected: v === "live" }, t)));
+    // Rated or not (games against the computer never are).
+    const rated = h("input#ch-rated", { type: "checkbox", name: "rated", checked: true });
+    const ratedRow = h("label.check#rated-row", { hidden: true }, rated, "Rated game");
+    features().then((f) => {
+      if (f.correspondence) time.append(...CORRESPONDENCE_PRESETS.map(([v, t]) => h("option", { value: v }, t)));
+      if (f.ratedChallenges) ratedRow.hidden = false;
+    });
     const updateKomi = () => {
       const hc = Number(handicap.value);
       komi.placeholder = String(hc ? 0.5 : DEFAULT_KOMI[rules.value] ?? 6.5);
@@ -91,8 +110,9 @@ export function lobbyView(main) {
         const size = Number(form.querySelector("input[name=size]:checked").value);
         const body = { size, rules: rules.value, handicap: Number(handicap.value), color: color.value };
         if (komi.value !== "") body.komi = Number(komi.value);
-        const tc = TIME_PRESETS.find(([v]) => v === time.value)[2];
+        const tc = [...TIME_PRESETS, ...CORRESPONDENCE_PRESETS].find(([v]) => v === time.value)[2];
         if (tc) body.time_control = tc;
+        if (!ratedRow.hidden && !rated.checked && !bot.value) body.rated = false;
         const opp = opponentInput.value.trim();
         if (bot.value) { body.opponent = "computer"; body.level = bot.value; }
         else if (opp) body.opponent = opp;
@@ -116,7 +136,7 @@ export function lobbyView(main) {
       h("div", null, h("label", { for: "ch-handicap" }, "Handicap"), handicap),
       h("div", null, h("label", { for: "ch-color" }, "I play"), color)),
     h("label", { for: "ch-time" }, "Time"), time,
-    botRow,
+    botRow, ratedRow,
     h("label", { for: "ch-opponent" }, "Opponent"), opponentInput, datalist,
     error, submit);
   }
@@ -140,10 +160,9 @@ export function lobbyView(main) {
       return h(`li.challenge${toMe ? ".to-me" : ""}${mine ? ".mine" : ""}`, { dataset: { challengeId: c.id } },
         h("span.size-badge", { "aria-label": `${c.size} by ${c.size}` }, `${c.size}`),
         h("span.ch-main", null,
-          h("span.pname", null, c.challenger ? c.challenger.name : "?",
-            c.challenger && c.challenger.rating ? h("span.rating", null, ` ${Math.round(c.challenger.rating)}`) : null),
+          nameTag(c.challenger, { pool: poolOf(c.size) }),
           c.target ? h("span.direct", null, toMe ? " challenges you" : ` → ${c.target.name}`) : null,
-          h("span.meta", null, `${rulesName(c.rules)} · komi ${c.komi}${c.handicap ? ` · H${c.handicap}` : ""} · ${describeTimeControl(c.time_control)} · ${colorText}`)),
+          h("span.meta", null, `${rulesName(c.rules)} · komi ${c.komi}${c.handicap ? ` · H${c.handicap}` : ""} · ${describeTimeControl(c.time_control)} · ${colorText}${c.rated === false ? " · unrated" : ""}`)),
         actions);
     }));
   }
@@ -223,7 +242,7 @@ export function lobbyView(main) {
     if (!users.length) { clear(onlineListEl, h("li.empty", null, "Nobody else is here yet.")); return; }
     clear(onlineListEl, users.map((u) => {
       const me = session.user && u.id === session.user.id;
-      return h("li.person", { dataset: { user: u.name } }, h("span.dot.online-dot"), h("span.pname", null, u.name, me ? " (you)" : ""),
+      return h("li.person", { dataset: { user: u.name } }, h("span.dot.online-dot"), nameTag(u, { you: me }),
         !me && session.user ? h("button.btn.small.ghost", { type: "button", title: `Challenge ${u.name}`,
           onclick: () => { opponentInput.value = u.name; form?.querySelector("#ch-rules")?.focus(); form?.scrollIntoView({ behavior: "smooth" }); } }, "Challenge") : null);
     }));
@@ -235,8 +254,21 @@ export function lobbyView(main) {
     h("p", null, "Watch any game as a guest. To play, log in or create an account: it takes ten seconds."),
     h("div.row", null, h("a.btn.primary", { href: "/register" }, "Create an account"), h("a.btn", { href: "/login" }, "Log in")));
   const chat = chatPanel("lobby", { title: "Lobby chat" });
+  // Automatch, where the server has it.
+  const leftCol = h("div.col.col-left");
+  let am = null;
+  if (session.user) {
+    features().then((f) => {
+      if (!f.automatch || !leftCol.isConnected) return;
+      am = automatchPanel();
+      leftCol.prepend(am);
+    });
+  }
+  // "Challenge" on a player's page comes here with ?opponent=NAME.
+  const wanted = new URLSearchParams(location.search).get("opponent");
+  if (wanted && form) { opponentInput.value = wanted; }
   main.append(h("div.lobby", null,
-    h("div.col.col-left", null, form || welcome,
+    add(leftCol, form || welcome,
       h("section.card", { "aria-labelledby": "online-title" }, h("h2#online-title", null, "Online"), onlineListEl)),
     h("div.col.col-main", null,
       h("section.card", { "aria-labelledby": "ch-title" }, h("h2#ch-title", null, "Challenges"), challengesList),
@@ -251,6 +283,7 @@ export function lobbyView(main) {
   loadLive();
   loadRecent();
   disposers.push(onPresence((users) => { renderOnline(users); loadLiveSoon(); }));
+  disposers.push(onYourMove(() => { renderLive(); loadLiveSoon(); }));
   disposers.push(socket.subscribeLobby((m) => {
     if (m.type !== "lobby") return;
     const p = m.payload || {};
@@ -267,5 +300,5 @@ export function lobbyView(main) {
   // After a reconnect, catch up with what happened meanwhile.
   disposers.push(socket.onStatus((s) => { if (s === "open") { loadChallenges(); loadLiveSoon(); } }));
   const recentTimer = setInterval(loadRecent, 30_000);
-  return () => { for (const d of disposers) d(); chat.dispose(); clearInterval(recentTimer); clearTimeout(liveTimer); };
+  return () => { for (const d of disposers) d(); chat.dispose(); if (am) am.dispose(); clearInterval(recentTimer); clearTimeout(liveTimer); };
 }

@@ -10,6 +10,7 @@ import { navigate } from "../nav.js";
 import { BoardView } from "../board.js";
 import { Record, parseVertex, vertex, handicapPoints, formatResult, other, colorOf, BLACK, WHITE } from "../go.js";
 import { h, clear, add, toast, settings, rulesName, playerName } from "../ui.js";
+import { userHref } from "../players.js";
 
 const SGF_KEY = "goapp.review.sgf";
 // A move that loses its player this many points of score lead (the engine's view before and
@@ -155,7 +156,8 @@ export function reviewView(main, { id }) {
       const hs = handicapPoints(v.handicap, v.width, v.height).map(([x, y]) => vertex(x, y, v.height));
       st.record = new Record(v.width, v.height, { handicapStones: hs, moves });
       st.meta = v;
-      heading.textContent = `${playerName(v.players.black)} vs ${playerName(v.players.white)}`;
+      const named = (p) => (p && p.name ? h("a.plink", { href: userHref(p.name) }, p.name) : playerName(p));
+      clear(heading, named(v.players.black), " vs ", named(v.players.white));
       infoEl.textContent = `${v.width}×${v.height} · ${rulesName(v.rules)} · komi ${v.komi}${v.handicap ? ` · handicap ${v.handicap}` : ""} · game ${id}`;
       resultEl.textContent = v.phase === "finished" ? formatResult(v.result) : v.phase === "aborted" ? "Aborted" : "In progress";
       clear(actions,
