@@ -4,6 +4,7 @@
 #   make serve   install, build, run the server on SQLite in ./data, print the URL
 #   make test    install, build, lint, type-check, start what the tests need, run every test
 #   make bench   benchmarks (pytest-benchmark); figures go in benches/README.md
+#   make loadtest  the one-instance load regression (1,000 clients, 200 moves/s, p99 < 20 ms)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,7 +22,7 @@ KATAGO_DIR   ?= .katago
 KATAGO_MODEL ?= ../shared/katago/g170-b6c96-s175395328-d26788732.bin.gz
 PYTEST_ARGS ?=
 
-.PHONY: serve test build install system-deps katago lint typecheck pytest bench binary clean
+.PHONY: serve test build install system-deps katago lint typecheck pytest bench loadtest binary clean
 
 serve: build
 	$(BIN)/goapp serve $(SERVE_ARGS)
@@ -72,6 +73,15 @@ pytest: build
 
 bench: build system-deps
 	$(BIN)/pytest benches --benchmark-only -p no:randomly $(PYTEST_ARGS)
+	$(BIN)/python benches/load.py $(LOAD_ARGS)
+
+# The load regression: a real server and `goapp loadtest`'s scenario, pinned to separate
+# cores, fails when move->broadcast p99 passes LOAD_MAX_P99 ms or an event is lost
+# (benches/load.py, benches/README.md "Load"). Not part of `make test`: it needs quiet cores.
+LOAD_MAX_P99 ?= 20
+LOAD_ARGS ?=
+loadtest: build
+	$(BIN)/python benches/load.py --max-p99 $(LOAD_MAX_P99) $(LOAD_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info goapp/_core.c goapp/_core*.so .pytest_cache .mypy_cache .ruff_cache

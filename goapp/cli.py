@@ -1,4 +1,5 @@
-"""The ``goapp`` command: ``serve``, ``db``, ``engine``, ``bench``, ``settings``, ``version``.
+"""The ``goapp`` command: ``serve``, ``db``, ``engine``, ``bench``, ``loadtest``, ``settings``,
+``version``.
 
 Each subcommand is a thin shell around a function of the package, so that tests and other
 tools call the same code the command line does.
@@ -100,8 +101,69 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_argument("--config", metavar="FILE", help="TOML settings file")
     settings.add_argument("--markdown", action="store_true", help="print the settings table")
 
+    _add_loadtest(sub)
+
     sub.add_parser("version", help="print version and build information")
     return parser
+
+
+def _add_loadtest(sub: Any) -> None:
+    """``goapp loadtest``: the WebSocket load generator (goapp/loadtest, docs/loadtest.md)."""
+    lt = sub.add_parser(
+        "loadtest",
+        help="drive a running server with many WebSocket clients (loopback only)",
+        description="Open CLIENTS WebSocket clients against a running goapp server (real "
+        "protocol: accounts and games are made with the server's settings, moves, spectators, "
+        "chat, reconnects), drive RATE moves/s for DURATION seconds and report action->ack "
+        "and move->broadcast latency percentiles, messages/s, errors, lost and duplicated "
+        "events. Exit status 1 on any lost or duplicated event or error. Pass the server's "
+        "--config/--data-dir/--database-url: the generator creates its accounts (lt_N, no "
+        "password) in that database and signs tokens with that secret (docs/loadtest.md). "
+        "Hard caps: 20,000 clients, 900 s, 50,000 moves/s.",
+    )
+    lt.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="server base URL, http://127.0.0.1:4000 (repeat for several instances; "
+        "clients are spread round-robin)",
+    )
+    lt.add_argument("--clients", type=int, default=200, help="WebSocket clients (default 200)")
+    lt.add_argument("--games", type=int, default=40, help="games, 2 players each (default 40)")
+    lt.add_argument(
+        "--spectators",
+        type=int,
+        default=1,
+        metavar="K",
+        help="games each spectator client watches; spectators are the clients beyond "
+        "2 x games (default 1)",
+    )
+    lt.add_argument("--rate", type=float, default=100.0, help="moves/s, all games (default 100)")
+    lt.add_argument("--duration", type=float, default=10.0, help="seconds to drive (default 10)")
+    lt.add_argument("--chat-rate", type=float, default=0.0, help="chat lines/s (default 0)")
+    lt.add_argument(
+        "--reconnects",
+        type=int,
+        default=0,
+        help="connections dropped and resumed during the run (default 0)",
+    )
+    lt.add_argument("--drain", type=float, default=10.0, help="seconds to wait for the last events")
+    lt.add_argument("--json", metavar="PATH", help="write the JSON report to PATH ('-': stdout)")
+    lt.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow non-loopback URLs (only against a server you own)",
+    )
+    lt.add_argument(
+        "--bare",
+        action="store_true",
+        help="no accounts or HTTP API: game ids 1..GAMES, guest tokens (the Node ws "
+        "comparison server of benches/node_ws)",
+    )
+    lt.add_argument("--no-gc-freeze", action="store_true", help="do not freeze the generator's GC")
+    lt.add_argument("--config", metavar="FILE", help="the server's TOML settings file")
+    lt.add_argument("--data-dir", help="the server's data directory")
+    lt.add_argument("--database-url", help="the server's database URL")
 
 
 def _settings_from(args: argparse.Namespace) -> Any:
@@ -175,6 +237,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                 print(f"{key}: {value}")
         return 0
 
+    if args.command == "loadtest":
+        return _loadtest(args)
+
     if args.command == "db":
         return asyncio.run(_db(args))
     raise AssertionError(f"unhandled command {args.command}")
@@ -210,6 +275,50 @@ def _engine(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from goapp.loadtest import LoadConfig, LoadError, format_report, run_loadtest
+
+    cfg = LoadConfig(
+        urls=args.url or ["http://127.0.0.1:4000"],
+        clients=args.clients,
+        games=args.games,
+        spectators=args.spectators,
+        rate=args.rate,
+        duration=args.duration,
+        chat_rate=args.chat_rate,
+        reconnects=args.reconnects,
+        drain=args.drain,
+        bare=args.bare,
+        allow_remote=args.allow_remote,
+        gc_freeze=not args.no_gc_freeze,
+    )
+    try:
+        cfg.check()
+    except LoadError as exc:
+        print(f"goapp loadtest: {exc}", file=sys.stderr)
+        return 2
+    settings = None if args.bare else _settings_from(args)
+    to_stdout = args.json == "-"
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr if to_stdout else sys.stdout, flush=True)
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        report = asyncio.run(run_loadtest(cfg, settings, progress=say))
+    else:
+        report = uvloop.run(run_loadtest(cfg, settings, progress=say))
+    text = json.dumps(report, indent=2)
+    if to_stdout:
+        print(text)
+    elif args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text + "\n")
+    print(format_report(report), file=sys.stderr if to_stdout else sys.stdout)
+    return 0 if report["ok"] else 1
 
 
 async def _db(args: argparse.Namespace) -> int:
