@@ -271,6 +271,11 @@ async def test_rd_grows_with_inactivity_before_a_game_is_rated(api: Api) -> None
     assert grown.rd == pytest.approx(age(Rating(1600.0, 60.0), 365 * RATING_PERIODS_PER_DAY).rd)
     assert aged_rating(a0, year_ago).rd == 60.0
     assert aged_rating(None).rd == 350.0
+    # the profile shows the RD as of now, not the one stored a year ago
+    status, body = await api.call("GET", "/api/users/alice")
+    assert status == 200, body
+    shown = body["ratings"]["9"]["rd"]
+    assert shown == pytest.approx(aged_rating(a0).rd, abs=0.1) and shown > 105.0
 
     # komi 6 is fair under territory scoring: no handicap shift in the computation
     game = await games.create_game(alice, bob, user_color="black", size=9, komi=6.0)

@@ -11,6 +11,7 @@ from aiohttp import web
 from goapp.rating.glicko2 import Rating
 from goapp.rating.handicap import suggest_handicap
 from goapp.rating.ranks import display_rank, is_provisional
+from goapp.rating.service import aged_rating
 from goapp.server import auth
 from goapp.server.api.common import (
     Param,
@@ -86,10 +87,12 @@ class SuggestionOut(msgspec.Struct):
 
 
 def pool_out(r: PoolRating) -> PoolRatingOut:
-    g = Rating(r.rating, r.rd, r.volatility)
+    # The RD as of now: it grows with the rating periods since the last rated game
+    # (docs/ratings.md), so a player back after months shows as less certain.
+    g = aged_rating(r)
     return PoolRatingOut(
         rating=round(r.rating, 1),
-        rd=round(r.rd, 1),
+        rd=round(g.rd, 1),
         rank=display_rank(g),
         provisional=is_provisional(g),
         games=r.games,
@@ -182,8 +185,7 @@ async def suggest(request: web.Request) -> web.Response:
     pool = pool_of_size(size)
     mine = (await db("get_ratings", store.get_ratings(me.id))).get(pool)
     theirs = (await db("get_ratings", store.get_ratings(opponent.id))).get(pool)
-    a = Rating() if mine is None else Rating(mine.rating, mine.rd, mine.volatility)
-    b = Rating() if theirs is None else Rating(theirs.rating, theirs.rd, theirs.volatility)
+    a, b = aged_rating(mine), aged_rating(theirs)
     try:
         s = suggest_handicap(a, b, rules=rules, size=size)
     except (ValueError, KeyError) as exc:
