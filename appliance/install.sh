@@ -194,6 +194,8 @@ host = "127.0.0.1"
 port = 4000
 ws_port = 4001
 data_dir = "/var/lib/goapp"
+# Nginx on this box: believe its X-Forwarded-For, so per-IP limits see the client.
+trusted_proxies = "127.0.0.1"
 # database_url = "postgresql://goapp@localhost/goapp"
 # The token secret is /etc/goapp/jwt_secret, handed to the service by systemd
 # (LoadCredential=, GOAPP_JWT_SECRET_FILE): do not put it here.

@@ -45,6 +45,17 @@ def _positive(value: Any) -> None:
         raise ValueError("must be greater than 0")
 
 
+def _networks(value: Any) -> None:
+    import ipaddress
+
+    for part in str(value).split(","):
+        if part.strip():
+            try:
+                ipaddress.ip_network(part.strip(), strict=False)
+            except ValueError as exc:
+                raise SettingsError(f"not an address or network: {part.strip()!r}") from exc
+
+
 def _one_of(*choices: str) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if value not in choices:
@@ -98,6 +109,13 @@ class Settings:
         4001,
         "Dedicated WebSocket port (0 disables it; /ws on the HTTP port always works).",
         validator=_port,
+    )
+    trusted_proxies: str = setting(
+        "",
+        "Comma-separated addresses or networks of reverse proxies (e.g. 127.0.0.1 for Nginx on"
+        " the same box) whose X-Forwarded-For is believed: per-IP rate limits then see the"
+        " client's address instead of the proxy's. Empty: the header is ignored.",
+        validator=_networks,
     )
     site_url: str = setting(
         "",

@@ -108,6 +108,7 @@ async def make_api(
     *,
     limiter: RateLimiter | None = None,
     engine: str = "none",
+    settings_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[Api]:
     settings = load_settings(
         env={},
@@ -115,6 +116,7 @@ async def make_api(
             "data_dir": str(tmp_path / "data"),
             "database_url": database_url,
             "engine": engine,  # no engine unless a test asks for one
+            **(settings_overrides or {}),
         },
     )
     ctx = await ServerContext.open(settings)

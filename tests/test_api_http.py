@@ -121,6 +121,53 @@ async def test_request_id_metrics_and_internal_errors(
     assert 'route="(unmatched)"' in text or "/api/nothing" not in text
 
 
+async def _login_statuses(api: Any, forwarded_for: str | None, n: int) -> list[int]:
+    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+    out = []
+    for _ in range(n):
+        async with api.client.post(
+            "/api/login", json={"name": "nobody", "password": "whatever1"}, headers=headers
+        ) as resp:
+            out.append(resp.status)
+    return out
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1", "10.0.0.0/8, 127.0.0.0/8"])
+async def test_per_ip_limits_behind_a_trusted_proxy(
+    tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch, trusted: str
+) -> None:
+    """With ``trusted_proxies`` naming the proxy (the test client connects from 127.0.0.1),
+    each address in X-Forwarded-For gets its own login budget; without it the header is
+    ignored, so a client cannot buy itself a fresh budget by sending one."""
+    fast_scrypt(monkeypatch)
+    limiter = RateLimiter({"login:ip": Limit(2, 0.001)})
+    async for api in make_api(
+        aiohttp_client,
+        tmp_path,
+        f"sqlite://{tmp_path}/rl.db",
+        limiter=limiter,
+        settings_overrides={"trusted_proxies": trusted},
+    ):
+        first = await _login_statuses(api, "203.0.113.7", 3)
+        second = await _login_statuses(api, "203.0.113.8", 1)
+        # the left part is the client's to forge: only the right-most untrusted hop counts
+        forged = await _login_statuses(api, "198.51.100.1, 203.0.113.8", 2)
+        if trusted:
+            assert first == [401, 401, 429]
+            assert second == [401]
+            assert forged == [401, 429]  # 203.0.113.8's second and third tries
+        else:
+            assert first == [401, 401, 429]
+            assert second == [429] and forged == [429, 429]  # one bucket: the proxy's
+
+
+def test_trusted_proxies_setting_is_checked() -> None:
+    from goapp.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="not an address"):
+        load_settings(env={}, overrides={"trusted_proxies": "127.0.0.1, nginx"})
+
+
 async def test_rate_limits(
     tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

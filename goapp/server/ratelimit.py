@@ -16,10 +16,10 @@ client gets the budget once, not ``instances x``. While Redis is down (or slower
 :data:`SHARED_TIMEOUT_S`) each instance falls back to its in-memory buckets: limits stay on,
 per instance, until Redis is back.
 
-The client IP is ``request.remote``: behind Nginx that is Nginx's address unless Nginx passes
-the real one, so per-IP limits become one shared bucket. Until a ``trusted_proxies`` setting
-exists (honouring ``X-Forwarded-For`` only from those addresses), rely on Nginx's limits and
-on the per-user buckets when deploying behind a proxy.
+The client IP is :func:`goapp.server.api.common.client_ip`: ``request.remote``, or, when
+that is one of the ``trusted_proxies`` (Nginx), the right-most untrusted address of
+``X-Forwarded-For``. Without ``trusted_proxies`` every client behind a proxy shares the
+proxy's bucket.
 """
 
 from __future__ import annotations

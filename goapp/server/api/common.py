@@ -11,11 +11,13 @@ it does not know is a bug: logged with its traceback and the request id, answere
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -245,9 +247,39 @@ def optional_user_id(request: web.Request) -> int | None:
 # -- rate limits ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _trusted(setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False)
+        for part in setting.split(",")
+        if part.strip()
+    )
+
+
+def _is_trusted(
+    address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
 def client_ip(request: web.Request) -> str:
-    """The client address (``request.remote``; see goapp.server.ratelimit on proxies)."""
-    return request.remote or "unknown"
+    """The client address for per-IP limits: ``request.remote``, or, when that is one of
+    the ``trusted_proxies``, the right-most address of ``X-Forwarded-For`` that is not a
+    trusted proxy (the left part of the header is whatever the client sent, so it is never
+    believed on its own)."""
+    remote = request.remote or "unknown"
+    networks = _trusted(ctx_of(request).settings.trusted_proxies)
+    if not networks or not _is_trusted(remote, networks):
+        return remote
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, networks):
+            return hop
+    return remote
 
 
 async def rate_limit(request: web.Request, *hits: tuple[str, str]) -> None:
