@@ -96,6 +96,16 @@ EventHook = Callable[[list[StoredEvent]], Awaitable[None]]
 """An ``on_events`` subscriber: called with the events of one commit, in seq order."""
 
 MAX_REQUEST_ID = 128
+
+#: Game states kept in memory (LRU). It must hold every game in progress on this instance:
+#: a miss reads the game's whole log and folds it through the rules core, which costs about
+#: 40 us a move already played (4 ms for a 100-move game). With the old default of 1,024, a
+#: server with 2,000 active games missed on nearly every move (the games take turns, so the
+#: least recently used one is always the next to move) and its CPU per move grew with the
+#: games' length: 1.0 ms a move in the first minute, 2 ms and more after five (benches/
+#: README.md, "Load"). A 19x19 state takes about 10 KB plus 0.4 KB a move played (75 KB at
+#: move 150), so a full cache of long games is a few hundred MB at most.
+DEFAULT_CACHE_SIZE = 4096
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -170,7 +180,7 @@ class GameService:
         store: Store,
         *,
         clock_fn: Callable[[], int] = now_ms,
-        cache_size: int = 1024,
+        cache_size: int = DEFAULT_CACHE_SIZE,
         rng: random.Random | None = None,
         abandon_timeout_ms: int = 60_000,
         scoring_timeout_ms: int | None = None,
