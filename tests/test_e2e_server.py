@@ -11,10 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -24,50 +20,23 @@ from typing import Any
 import aiohttp
 import pytest
 
+try:
+    from .cluster_support import Instance
+except ImportError:
+    from cluster_support import Instance  # type: ignore[no-redef]
+
 HANDSHAKE = ["goapp.v1"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def server(store_url: str, tmp_path: Path) -> Iterator[str]:
     """A goapp server process on the test's database; yields its base URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
-    env["GOAPP_LOG_LEVEL"] = "warning"
-    env["GOAPP_ENGINE"] = "none"  # these games are between people; keep KataGo out
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "goapp", "serve", "--port", str(port), "--ws-port", "0"),
-            *("--data-dir", str(tmp_path / "data"), "--database-url", store_url),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    instance = Instance("goapp", tmp_path, {"GOAPP_DATABASE_URL": store_url})
+    instance.start()
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line or "is running at" in line:
-                break
-        assert proc.poll() is None, "goapp serve exited at start"
-        yield f"http://127.0.0.1:{port}"
+        yield instance.url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        assert instance.stop() == 0, instance.log_tail()
 
 
 @dataclass

@@ -9,10 +9,8 @@ from __future__ import annotations
 import gc
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,10 @@ from goapp.loadtest.stats import Samples
 from goapp.rules.game import Game as RulesGame
 from goapp.rules.rulesets import Rules
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+try:
+    from .cluster_support import Instance
+except ImportError:
+    from cluster_support import Instance  # type: ignore[no-redef]
 
 
 def _env() -> dict[str, str]:
@@ -43,43 +38,13 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A ``goapp serve`` process on SQLite in ``tmp_path/data``: (base URL, data dir)."""
-    port = free_port()
-    data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "goapp",
-            "serve",
-            "--port",
-            str(port),
-            "--ws-port",
-            "0",
-            "--data-dir",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
+    """A ``goapp serve`` process on SQLite in its own data directory: (base URL, data dir)."""
+    instance = Instance("goapp", tmp_path, {})
+    instance.start()
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line or "is running at" in line:
-                break
-        assert proc.poll() is None, "goapp serve exited at start"
-        yield f"http://127.0.0.1:{port}", data
+        yield instance.url, instance.data_dir
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        assert instance.stop() == 0, instance.log_tail()
 
 
 def test_smoke_200_clients_no_lost_or_duplicated_events(
