@@ -189,7 +189,7 @@ class Settings:
         "Log format: one JSON object a line, or text for humans.",
         validator=_one_of("json", "text"),
     )
-    # -- fair play (docs/game-lifecycle.md) --
+    # fair play (docs/game-lifecycle.md)
     abandon_timeout_s: int = setting(
         60,
         "Seconds a player of a live game may be disconnected before the opponent can claim "
@@ -202,8 +202,7 @@ class Settings:
         "the game ends with the current marking scored.",
         validator=_positive,
     )
-    # -- end of fair play --
-    # -- automatch (docs/api.md, "Automatch") --
+    # automatch (docs/api.md, "Automatch")
     automatch_interval_s: float = setting(
         2.0,
         "Seconds between re-examinations of waiting automatch requests (their rating range "
@@ -216,8 +215,7 @@ class Settings:
         "connection before it is cancelled. 0: never. Correspondence requests are never "
         "cancelled this way.",
     )
-    # -- end of automatch --
-    # -- garbage collector (docs/loadtest.md, benches/README.md "Load") --
+    # garbage collector (docs/loadtest.md, benches/README.md "Load")
     gc_freeze: bool = setting(
         True,
         "After start-up, collect once, move every object alive then out of the collector's "
@@ -225,7 +223,6 @@ class Settings:
         "full collections are rare and do not walk start-up objects: with thousands of "
         "sockets a full collection stalls every game for 100+ ms.",
     )
-    # -- end of garbage collector --
 
     @property
     def effective_database_url(self) -> str:

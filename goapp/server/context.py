@@ -68,17 +68,19 @@ class ServerContext:
         store = await open_store(
             settings.effective_database_url, synchronous=settings.sqlite_synchronous
         )
-        ctx = cls(settings=settings, store=store, games=GameService(store), secret=secret)
+        games = GameService(
+            store,
+            abandon_timeout_ms=settings.abandon_timeout_s * 1000,
+            scoring_timeout_ms=settings.scoring_timeout_s * 1000,
+        )
+        ctx = cls(settings=settings, store=store, games=games, secret=secret)
         ctx.revocations = Revocations(settings.access_token_ttl)
         ctx.bus = open_bus(settings, ctx.hub, ctx.games, ctx.revocations)
         await ctx.bus.start()
         ctx.start_ratings()
-        ctx.start_automatch()  # automatch (goapp.match)
-        # -- fair play and correspondence (goapp.game.fairplay) --
-        ctx.games.abandon_timeout_ms = settings.abandon_timeout_s * 1000
-        ctx.games.scoring_timeout_ms = settings.scoring_timeout_s * 1000
+        ctx.start_automatch()
+        # abandonment (player_left on a global disconnect) and your-move notifications
         ctx.fair_play = FairPlay(ctx.games, ctx.hub.send_user).attach(ctx.hub.on_presence)
-        # -- end of fair play --
         try:
             engine = open_engine(settings, search_cwd=search_cwd, on_latency=_observe_latency)
         except EngineError as exc:
@@ -140,7 +142,6 @@ class ServerContext:
         self.ratings.attach()
         self._rating_catch_up = asyncio.create_task(self._catch_up_ratings(), name="ratings")
 
-    # -- automatch (goapp.match) --
     def start_automatch(self) -> None:
         """The automatch service and its periodic re-examination of waiting requests."""
         self.automatch = AutomatchService(
@@ -151,8 +152,6 @@ class ServerContext:
             offline_cancel_s=self.settings.automatch_offline_cancel_s,
         )
         self.automatch.start(self.settings.automatch_interval_s)
-
-    # -- end of automatch --
 
     async def _catch_up_ratings(self) -> None:
         assert self.ratings is not None
@@ -200,9 +199,9 @@ class ServerContext:
 
     async def close(self) -> None:
         await self._stop_tasks()
-        if self.automatch is not None:  # automatch (goapp.match)
+        if self.automatch is not None:
             await self.automatch.close()
-        if self.fair_play is not None:  # fair play
+        if self.fair_play is not None:
             await self.fair_play.close()
         await self.bus.close()
         if self.ratings is not None:

@@ -181,9 +181,7 @@ async def list_games(request: web.Request) -> web.Response:
         )
         if user_id is not None:
             games = [g for g in games if user_id in (g.black_id, g.white_id)]
-    # -- filters of the player page (result, size) --------------------------------------
-    games = filter_games(games, user_id, request.query.get("result"), size)
-    # -- end of the filters ---------------------------------------------------------------
+    games = filter_games(games, user_id, request.query.get("result"), size)  # player page
     names = Names(request)
     me = optional_user_id(request)
     return json_response(
