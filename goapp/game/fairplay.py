@@ -29,6 +29,7 @@ from typing import Any
 from goapp.game.events import GameStarted, Move, Pass, StoredEvent
 from goapp.game.service import GameService
 from goapp.store import NotFoundError
+from goapp.tasks import BackgroundTasks
 
 __all__ = ["FairPlay"]
 
@@ -44,7 +45,7 @@ class FairPlay:
     def __init__(self, games: GameService, send_user: SendUser) -> None:
         self.games = games
         self.send_user = send_user
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks()
         self._user_locks: dict[int, asyncio.Lock] = {}
         self._pending: dict[int, int] = {}
         self._presence_lists: list[list[Callable[[int, bool], None]]] = []
@@ -71,23 +72,14 @@ class FairPlay:
     async def close(self) -> None:
         self._closed = True
         self.detach()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await self._tasks.cancel_all()
 
     async def wait_idle(self) -> None:
         """Wait for the scheduled work (tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.wait_idle()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro, name=name)
 
     # -- presence ------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from goapp.store import (
     Store,
     StoreUnavailableError,
 )
+from goapp.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class RatingService:
         self.store = store
         self.games = games
         self.retry_delays = tuple(retry_delays)
-        self._tasks: set[asyncio.Task[bool]] = set()
+        self._tasks = BackgroundTasks()
         self._closed = False
 
     # -- wiring -------------------------------------------------------------------------------
@@ -134,26 +135,16 @@ class RatingService:
                 self.schedule(e.game_id)
 
     def schedule(self, game_id: int) -> asyncio.Task[bool]:
-        task = asyncio.create_task(self._rate_logged(game_id), name=f"rate-game:{game_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(self._rate_logged(game_id), name=f"rate-game:{game_id}")
 
     async def wait_idle(self) -> None:
         """Wait for the scheduled ratings (tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.wait_idle()
 
     async def close(self) -> None:
         self._closed = True
         self.detach()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await self._tasks.cancel_all()
 
     async def catch_up(self, batch: int = 100) -> int:
         """Rate finished rated games that have no rating history yet, earliest first;
