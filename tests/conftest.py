@@ -6,12 +6,15 @@ import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 try:  # tests/ as a package or as a plain directory on sys.path
+    from .api_support import Api, fast_scrypt, make_api
     from .services import pg_cluster, pg_schema_url, pg_url, redis_url
 except ImportError:
+    from api_support import Api, fast_scrypt, make_api  # type: ignore[no-redef]
     from services import pg_cluster, pg_schema_url, pg_url, redis_url  # type: ignore[no-redef]
 
 from goapp.engine.katago import default_config
@@ -21,6 +24,16 @@ from goapp.store import Store, open_store
 __all__ = ["pg_cluster", "pg_schema_url", "pg_url", "redis_url"]
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture
+async def api(
+    store_url: str, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Api]:
+    """The real app (API, WebSocket, no engine) on ``store_url``, with cheap scrypt."""
+    fast_scrypt(monkeypatch)
+    async for a in make_api(aiohttp_client, tmp_path, store_url):
+        yield a
 
 
 @pytest.fixture(params=BACKENDS)

@@ -6,23 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import Api, fast_scrypt, make_api
+from api_support import Api
 
 from goapp.server import auth
-
-
-@pytest.fixture
-async def api(
-    store_url: str, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Api]:
-    fast_scrypt(monkeypatch)
-    async for a in make_api(aiohttp_client, tmp_path, store_url):
-        yield a
 
 
 def b64(data: bytes) -> str:

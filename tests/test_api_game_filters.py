@@ -3,25 +3,13 @@ named by ``user``) and ``size`` (square boards), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
-from api_support import Api, fast_scrypt, make_api
+from api_support import Api
 
 from goapp.server.api.games import game_outcome
 from goapp.store.records import Game
-
-
-@pytest.fixture
-async def api(
-    store_url: str, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Api]:
-    fast_scrypt(monkeypatch)
-    async for a in make_api(aiohttp_client, tmp_path, store_url):
-        yield a
 
 
 async def ids(api: Api, query: str) -> list[int]:

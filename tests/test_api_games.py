@@ -5,22 +5,10 @@ SGF download and upload; challenges (race, cancel, decline, validation); chat hi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import Api, fast_scrypt, make_api
-
-
-@pytest.fixture
-async def api(
-    store_url: str, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Api]:
-    fast_scrypt(monkeypatch)
-    async for a in make_api(aiohttp_client, tmp_path, store_url):
-        yield a
-
+from api_support import Api
 
 # Walls on the D and F columns, E between them is neutral; then a white stone invades
 # Black's side (B5) and is marked dead in the scoring phase.

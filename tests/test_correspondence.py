@@ -5,13 +5,11 @@ SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import Api, fast_scrypt, make_api
+from api_support import Api
 from test_game_service import make_table
 from ws_helpers import recv, request
 
@@ -106,15 +104,6 @@ async def test_correspondence_timeout_by_the_sweeper(store: Store) -> None:
 
 
 # -- through the server --------------------------------------------------------------------
-
-
-@pytest.fixture
-async def api(
-    store_url: str, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Api]:
-    fast_scrypt(monkeypatch)
-    async for a in make_api(aiohttp_client, tmp_path, store_url):
-        yield a
 
 
 CORR = {"system": "correspondence", "days_per_move": 3, "weekends_off": True}

@@ -6,24 +6,13 @@ finished game the hook missed; the rating endpoints answer their shapes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import Api, fast_scrypt, make_api
+from api_support import Api
 
 from goapp.rating.service import RatingService, game_score
 from goapp.store import Store, open_store
-
-
-@pytest.fixture
-async def api(
-    store_url: str, tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Api]:
-    fast_scrypt(monkeypatch)
-    async for a in make_api(aiohttp_client, tmp_path, store_url):
-        yield a
 
 
 def _service(api: Api) -> RatingService:
