@@ -46,21 +46,42 @@ from goapp.settings import load_settings  # noqa: E402
 
 #: Runs ``goapp serve`` with a collector callback that times every collection and writes
 #: them at exit to the file named by LOAD_GC_LOG (benchmark instrumentation only: the
-#: server itself is unchanged; ``gc.callbacks`` costs a few µs a collection).
+#: server itself is unchanged; ``gc.callbacks`` costs a few µs a collection). With
+#: LOAD_GC_CENSUS=DIR (``--gc-census``), the first three young collections after the file
+#: DIR/driving appears (the bench creates it when the load starts) also write
+#: DIR/census-N.json: the young generation's objects by type, with their references
+#: (what a collection walks; slow, so only three).
 GC_WRAPPER = """
-import atexit, gc, json, os, sys, time
+import atexit, collections, gc, json, os, sys, time
 import goapp.server.app
 from goapp.cli import main
 if os.environ.get("LOAD_GC_THRESHOLDS"):  # --gc-thresholds: what tune_gc sets
     goapp.server.app.GC_THRESHOLDS = tuple(map(int, os.environ["LOAD_GC_THRESHOLDS"].split(",")))
+census_dir = os.environ.get("LOAD_GC_CENSUS")
 pauses = []
-state = {}
+state = {"census": 0}
+def census():
+    young = gc.get_objects(0)
+    types, refs = collections.Counter(), collections.Counter()
+    for o in young:
+        name = type(o).__qualname__
+        types[name] += 1
+        refs[name] += len(gc.get_referents(o))
+    state["census"] += 1
+    with open(os.path.join(census_dir, f"census-{state['census']}.json"), "w") as fh:
+        json.dump({"at": time.time(), "count": gc.get_count(), "objects": len(young),
+                   "types": types.most_common(50), "references": refs.most_common(50)}, fh)
 def cb(phase, info):
     if phase == "start":
+        if (census_dir and info["generation"] == 0 and state["census"] < 3
+                and os.path.exists(os.path.join(census_dir, "driving"))):
+            census()
+        state["count"] = gc.get_count()
         state["t"] = time.perf_counter()
     else:
         ms = (time.perf_counter() - state["t"]) * 1000
-        pauses.append((time.time(), info["generation"], round(ms, 3)))
+        pauses.append((time.time(), info["generation"], round(ms, 3), state["count"],
+                       info["collected"]))
 gc.callbacks.append(cb)
 def dump():
     with open(os.environ["LOAD_GC_LOG"], "w") as fh:
@@ -114,8 +135,15 @@ class Server:
         """The collector's pauses while the load was driven (after :meth:`stop`)."""
         if self.gc_log is None or not self.gc_log.exists():
             return None
-        pauses = json.loads(self.gc_log.read_text())  # [[wall time, generation, ms], ...]
-        out: dict[str, Any] = {}
+        # [[wall time, generation, ms, gc.get_count() at start, objects collected], ...]
+        pauses = json.loads(self.gc_log.read_text())
+        out: dict[str, Any] = {
+            "slow": [  # every pause over 20 ms, seconds into the run
+                [round(p[0] - window[0], 1), *p[1:]]
+                for p in pauses
+                if p[2] > 20 and window[0] <= p[0] <= window[1]
+            ]
+        }
         for gen in (0, 1, 2):
             ms = sorted(p[2] for p in pauses if p[1] == gen and window[0] <= p[0] <= window[1])
             out[f"gen{gen}"] = {
@@ -147,6 +175,8 @@ class Server:
             env["LOAD_GC_LOG"] = str(self.gc_log)
             if a.gc_thresholds:
                 env["LOAD_GC_THRESHOLDS"] = a.gc_thresholds
+            if a.gc_census:
+                env["LOAD_GC_CENSUS"] = a.gc_census
             if a.database_url:
                 cmd += ["--database-url", a.database_url]
             if a.redis_url:
@@ -229,6 +259,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ]
         servers = [Server(args, Path(tmp) / f"data{i}", cpu, secret) for i, cpu in enumerate(cpus)]
         marks: dict[str, float] = {}
+        if args.gc_census:
+            Path(args.gc_census).mkdir(parents=True, exist_ok=True)
+            Path(args.gc_census, "driving").unlink(missing_ok=True)
         for srv in servers:
             srv.start()
             print(f"server pid {srv.pid} at {srv.url}", file=sys.stderr, flush=True)
@@ -258,6 +291,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             def progress(msg: str) -> None:
                 # server CPU over the driven part only (not setup, connect or drain)
                 if msg.startswith("connected"):
+                    if args.gc_census:  # the servers' census starts with the load
+                        Path(args.gc_census, "driving").touch()
                     marks["wall0"] = time.time()
                     marks["cpu0"] = sum(cpu_s(srv.pid) for srv in servers)
                     marks["rss_connected"] = sum(rss_kib(srv.pid) for srv in servers)
@@ -310,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=int, default=0, help="measure N idle sockets instead")
     p.add_argument("--server-gc-freeze", choices=("on", "off"), default="on")
     p.add_argument("--gc-thresholds", default=None, metavar="A,B,C", help="override GC_THRESHOLDS")
+    p.add_argument(
+        "--gc-census",
+        default=None,
+        metavar="DIR",
+        help="write what the server's first 3 young collections under load walk, by type",
+    )
     p.add_argument("--sqlite-synchronous", choices=("FULL", "NORMAL"), default="FULL")
     p.add_argument("--database-url", default=None, help="PostgreSQL instead of SQLite")
     p.add_argument("--redis-url", default=None, help="Redis bus (needed by --instances 2+)")
