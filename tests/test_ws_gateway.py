@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import socket
@@ -427,6 +428,134 @@ async def test_rate_limit(client: Client) -> None:
     await asyncio.sleep(0.2)
     assert (await request(ws, type="subscribe_lobby", id="ok"))["type"] == "ack"
     await ws.close()
+
+
+# -- the inbox: frames applied in order, no reader parked on an idle socket -----------------
+
+
+def _live_coroutines(*qualnames: str) -> int:
+    gc.collect()
+    return sum(
+        1
+        for o in gc.get_objects()
+        if type(o).__name__ == "coroutine" and o.__qualname__ in qualnames
+    )
+
+
+async def test_idle_sockets_hold_no_reader(client: Client) -> None:
+    """A socket at rest keeps no coroutine waiting for its next frame (the 10k-socket GC
+    pauses came from those: goapp/server/ws_inbox.py), yet every frame is still read."""
+    sockets = [await connect(client) for _ in range(20)]
+    for n, ws in enumerate(sockets):
+        await ws.ping()
+        await ws.pong()
+        assert (await request(ws, type="subscribe_lobby", id=n))["type"] == "ack"
+        await recv_type(ws, "presence")
+    assert _live_coroutines("WebSocketResponse.receive", "_Reader._work") == 0
+    for ws in sockets:
+        assert (await request(ws, type="unsubscribe_lobby", id="u"))["type"] == "ack"
+        await ws.close()
+
+
+async def test_pipelined_messages_are_answered_in_order(client: Client) -> None:
+    ws = await connect(client)
+    for i in range(30):
+        await send(ws, type="subscribe_lobby" if i % 2 == 0 else "unsubscribe_lobby", id=i)
+    ids = []
+    while len(ids) < 30:
+        frame = await recv(ws)
+        if frame["type"] == "ack":
+            ids.append(frame["id"])
+    assert ids == list(range(30))
+    await ws.close()
+
+
+def _client_frame(body: bytes) -> bytes:
+    """One masked text frame, as a client sends it (bodies under 126 bytes)."""
+    mask = os.urandom(4)
+    return (
+        bytes([0x81, 0x80 | len(body)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+    )
+
+
+def _read_text_frames(sock: socket.socket, n: int) -> list[dict[str, Any]]:
+    """Read ``n`` text frames from the server, skipping its pings (blocking: run it in a
+    thread). Server frames are unmasked; ours are all under 64 KiB."""
+    buf = b""
+    out: list[dict[str, Any]] = []
+    sock.settimeout(10)
+    while len(out) < n:
+        end = _frame_end(buf)
+        while end is None or len(buf) < end:
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the socket"
+            buf += chunk
+            end = _frame_end(buf)
+        frame, buf = buf[:end], buf[end:]
+        if frame[0] == 0x89:  # the hub's ping
+            continue
+        assert frame[0] == 0x81, frame[:2]
+        out.append(json.loads(frame[4 if frame[1] == 126 else 2 :]))
+    return out
+
+
+def _frame_end(buf: bytes) -> int | None:
+    if len(buf) < 2 or (buf[1] == 126 and len(buf) < 4):
+        return None
+    if buf[1] == 126:
+        return 4 + int.from_bytes(buf[2:4], "big")
+    return 2 + buf[1]
+
+
+async def test_a_flood_pauses_reading_and_the_socket_recovers(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hundreds of frames in one write: they queue, reading pauses at MAX_PENDING and
+    resumes, credits are charged on arrival, and the answers keep the frames' order."""
+    pauses: list[int] = []
+    real_pause = gateway.Inbox.pause
+    monkeypatch.setattr(gateway.Inbox, "pause", lambda self: (pauses.append(1), real_pause(self)))
+    port = client.server.port
+    assert port is not None
+    raw = await asyncio.to_thread(_raw_ws_socket, port)
+    n = 4 * gateway.MAX_PENDING
+    burst = b"".join(
+        _client_frame(json.dumps({"type": "ping", "id": i}).encode()) for i in range(n)
+    )
+    raw.sendall(burst)
+    frames = await asyncio.to_thread(_read_text_frames, raw, n + 1)
+    assert frames[0]["type"] == "welcome"
+    answers = frames[1:]
+    pongs = [f["id"] for f in answers if f["type"] == "pong"]
+    burst_credit = int(gateway.MSG_BURST)
+    assert pongs[:burst_credit] == list(range(burst_credit)) and pongs == sorted(pongs)
+    limited = [f for f in answers if f["type"] == "error"]
+    assert len(limited) == n - len(pongs) > 0
+    assert {f["error"]["code"] for f in limited} == {"rate_limited"}
+    assert pauses, "reading never paused"
+    await asyncio.sleep(0.2)
+    raw.sendall(_client_frame(b'{"type": "ping", "id": "after"}'))
+    (after,) = await asyncio.to_thread(_read_text_frames, raw, 1)
+    assert after["type"] == "pong" and after["id"] == "after"
+    raw.close()
+
+
+async def test_a_move_sent_just_before_close_is_applied(client: Client, ctx: ServerContext) -> None:
+    """The client's close frame waits behind the move it sent first: the move commits and
+    the close is answered cleanly."""
+    a, ta = await make_user(ctx, "alice")
+    b, _ = await make_user(ctx, "bob")
+    game = await new_game(ctx, a, b)
+    ws = await connect(client, ta)
+    move = {"type": "move", "vertex": "E5"}
+    await send(ws, type="action", id="m", game_id=game, action=move)
+    await ws.close()
+    assert ws.close_code == 1000
+    for _ in range(50):
+        if (await ctx.games.view(game)).seq == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert (await ctx.games.view(game)).seq == 3
 
 
 # -- slow clients, logout, expiry, liveness --------------------------------------------------

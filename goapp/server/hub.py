@@ -116,6 +116,7 @@ class Conn:
         "closed",
         "credits",
         "credits_at",
+        "done",
         "expiry",
         "games",
         "held",
@@ -159,6 +160,16 @@ class Conn:
         #: frames held for it until its ack
         self.holder: asyncio.Task[Any] | None = None
         self.held: list[bytes] | None = None
+        #: resolved when the connection is over (closed, dropped, or the peer went away):
+        #: the gateway's handler waits on it (set by the gateway; None for bare conns)
+        self.done: asyncio.Future[None] | None = None
+
+    def finish(self) -> None:
+        """Mark the connection over: the gateway's handler returns and unregisters it."""
+        self.closed = True
+        done = self.done
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def hold_for(self, task: asyncio.Task[Any] | None) -> None:
         """While ``task`` applies this connection's action, the event frames it publishes
@@ -204,7 +215,7 @@ class Conn:
         """Close at once without a close frame (a client that does not read gets none)."""
         if self.closed:
             return
-        self.closed = True
+        self.finish()
         if reason == "slow":
             _DROPPED_SLOW.inc()
         else:
@@ -215,7 +226,7 @@ class Conn:
         """Start a clean close (close frame with ``code``); safe from callbacks."""
         if self.closed:
             return
-        self.closed = True
+        self.finish()
         if reason is not None:
             WS_DROPPED.labels(reason=reason).inc()
         if self.ws is None:

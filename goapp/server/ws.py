@@ -7,12 +7,15 @@ subprotocol list (``Sec-WebSocket-Protocol: goapp.v1, bearer.<token>``: browsers
 expired token gets HTTP 401 with the usual error body and the socket never opens. No token
 means a guest, who may watch games and read chat but not act or chat.
 
-After the upgrade the server sends ``welcome`` and then reads messages one at a time (so a
-client's actions are applied in the order it sent them). Every message is decoded strictly
-(:mod:`goapp.server.protocol`), charged against the connection's message credits, dispatched
-through :func:`goapp._core.dispatch_index` and answered with ``ack`` or ``error`` carrying
-the client's ``id``. Outgoing frames are encoded once and written to the transport by the
-hub (:class:`goapp.server.hub.Conn`), never awaited.
+After the upgrade the server sends ``welcome`` and then applies messages one at a time (so a
+client's actions are applied in the order it sent them). Frames come straight from
+aiohttp's parser (:mod:`goapp.server.ws_inbox`, :class:`_Reader`): no task waits on an
+idle socket, which keeps the collector's pauses short at 10k sockets. Every message is
+charged against the connection's message credits on arrival, decoded strictly
+(:mod:`goapp.server.protocol`), dispatched through :func:`goapp._core.dispatch_index` and
+answered with ``ack`` or ``error`` carrying the client's ``id``. Outgoing frames are encoded
+once and written to the transport by the hub (:class:`goapp.server.hub.Conn`), never
+awaited.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_frame, encode_ws_text_frame
 from goapp.game.errors import GameNotFound
@@ -35,6 +39,7 @@ from goapp.server.auth import AccessClaims, AuthError, verify_access_token
 from goapp.server.context import CTX, ServerContext
 from goapp.server.errors import INTERNAL_ERROR, ApiError, describe, error_body
 from goapp.server.hub import Conn, Hub, event_frame
+from goapp.server.ws_inbox import Inbox, InboxWebSocketResponse
 
 __all__ = [
     "CHAT_BURST",
@@ -116,7 +121,10 @@ def _verify(ctx: ServerContext, token: str) -> AccessClaims:
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    ws = web.WebSocketResponse(
+    reader = _Reader(ctx)
+    ws = InboxWebSocketResponse(
+        on_frame=reader.on_frame,
+        on_eof=reader.on_eof,
         protocols=(p.PROTOCOL,),
         compress=False,
         autoping=False,
@@ -138,9 +146,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             assert described is not None
             return web.json_response(described[1], status=401)
 
-    await ws.prepare(request)
     transport = request.transport
-    if transport is None:  # the peer went away during the handshake
+    if transport is None:  # the peer went away before the upgrade
         return ws
     conn = Conn(
         transport,
@@ -148,8 +155,11 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         user_id=None if claims is None else int(claims.sub),
         name=None if claims is None else claims.name,
     )
+    conn.done = asyncio.get_running_loop().create_future()
     conn.credits = MSG_BURST
     conn.chat_credits = CHAT_BURST
+    reader.conn = conn
+    await ws.prepare(request)  # frames from here on wait in the reader until start()
     hub = ctx.hub
     hub.register(conn)
     if claims is not None:
@@ -173,7 +183,16 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                 },
             }
         )
-        await _read_loop(ctx, hub, conn, ws)
+        reader.start(ws.inbox)
+        await conn.done
+        if reader.worker is not None:  # the message being applied finishes first
+            await reader.worker
+        if conn.close_task is not None:  # our close frame goes out before aiohttp's own
+            await conn.close_task
+    except asyncio.CancelledError:
+        if reader.worker is not None:  # server shutdown: as the read loop's await would be
+            reader.worker.cancel()
+        raise
     finally:
         hub.unregister(conn)
     return ws
@@ -189,27 +208,117 @@ def _arm_expiry(conn: Conn, exp: int) -> None:
     )
 
 
-# -- the read loop ----------------------------------------------------------------------------
+# -- reading ----------------------------------------------------------------------------------
+
+#: Frames waiting to be applied before the socket stops being read (resumed at half).
+MAX_PENDING = 64
+_EOF = object()  # the peer went away
+_RATE_LIMITED = object()  # a message over the connection's credits
 
 
-async def _read_loop(ctx: ServerContext, hub: Hub, conn: Conn, ws: web.WebSocketResponse) -> None:
-    while True:
-        msg = await ws.receive()
-        conn.last_seen = time.monotonic()
+class _Reader:
+    """One connection's incoming frames, applied one at a time in the order they came.
+
+    :class:`~goapp.server.ws_inbox.Inbox` calls :meth:`on_frame` from the protocol callback
+    that parsed the frame. Pings and pongs are answered there. Everything else goes through
+    one ordered pipeline: a task (``worker``) exists only while messages wait or one is being
+    applied, so a socket at rest holds no task, coroutine or future (the reason for the
+    inbox: see its module docstring). Credits are charged on arrival.
+    """
+
+    __slots__ = ("conn", "ctx", "inbox", "paused", "pending", "worker")
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.conn: Conn | None = None
+        self.inbox: Inbox | None = None  # set by start(): until then frames wait
+        self.pending: deque[Any] = deque()
+        self.worker: asyncio.Task[None] | None = None
+        self.paused = False
+
+    def start(self, inbox: Inbox | None) -> None:
+        self.inbox = inbox
+        if self.pending and self.worker is None:
+            self._spawn(self.pending.popleft())
+
+    def on_frame(self, msg: Any) -> bool:
+        conn = self.conn
+        if conn is None or conn.closed:
+            return False  # a close is under way: aiohttp's close() reads the rest
+        now = conn.last_seen = time.monotonic()
         kind = msg.type
-        if kind is WSMsgType.TEXT:
-            await _on_text(ctx, hub, conn, msg.data)
-        elif kind is WSMsgType.PING:
+        if kind is WSMsgType.PONG:
+            return True
+        if kind is WSMsgType.PING:
             conn.send(PONG_EMPTY if not msg.data else encode_ws_frame(0xA, msg.data))
-        elif kind is WSMsgType.PONG:
-            pass
-        elif kind is WSMsgType.BINARY:
+            return True
+        if kind is WSMsgType.TEXT and not _take_credit(conn, now):
+            msg = _RATE_LIMITED
+        self._push(msg)
+        return True
+
+    def on_eof(self) -> None:
+        self._push(_EOF)
+
+    def _push(self, item: Any) -> None:
+        if self.worker is None and self.inbox is not None:
+            self._spawn(item)
+            return
+        self.pending.append(item)
+        if len(self.pending) >= MAX_PENDING and not self.paused and self.inbox is not None:
+            self.paused = True
+            self.inbox.pause()
+
+    def _spawn(self, item: Any) -> None:
+        self.worker = asyncio.get_running_loop().create_task(self._work(item))
+
+    async def _work(self, item: Any) -> None:
+        conn = self.conn
+        assert conn is not None
+        pending = self.pending
+        try:
+            while await self._apply(conn, item) and not conn.closed and pending:
+                item = pending.popleft()
+                if self.paused and len(pending) <= MAX_PENDING // 2:
+                    self.paused = False
+                    assert self.inbox is not None
+                    self.inbox.resume()
+            if conn.closed or item is _EOF:
+                conn.finish()
+        finally:
+            self.worker = None
+
+    async def _apply(self, conn: Conn, item: Any) -> bool:
+        """Apply one frame; False when the connection is over."""
+        if item is _EOF:
+            return False
+        if item is _RATE_LIMITED:
+            _error(
+                conn,
+                None,
+                "rate_limited",
+                f"more than {MSG_RATE:g} messages a second; slow down",
+                retry_after=round(1.0 / MSG_RATE, 3),
+            )
+            return True
+        kind = item.type
+        if kind is WSMsgType.TEXT:
+            await _on_text(self.ctx, self.ctx.hub, conn, item.data)
+            return True
+        if kind is WSMsgType.BINARY:
             _BAD_MESSAGE_COUNTER.inc()
             _error(conn, None, "bad_message", "binary frames are not accepted; send JSON text")
-        else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 for a frame over max_msg_size)
-            return
-        if conn.closed:
-            return
+            return True
+        ws = conn.ws
+        assert ws is not None and self.inbox is not None
+        conn.closed = True  # no more frames out, none in (the inbox leaves them to aiohttp)
+        if kind is WSMsgType.CLOSE:  # the client's close: answer it and close the socket
+            self.inbox.requeue(item)
+            await ws.close(drain=False)
+        elif kind is WSMsgType.ERROR:  # a frame the parser refused: 1009, 1007, 1002
+            exc = item.data
+            await ws.close(code=exc.code if isinstance(exc, WebSocketError) else 1011)
+        return False
 
 
 def _error(conn: Conn, msg_id: Any, code: str, message: str, **details: Any) -> None:
@@ -241,15 +350,6 @@ def _take_chat_credit(conn: Conn, now: float) -> bool:
 
 
 async def _on_text(ctx: ServerContext, hub: Hub, conn: Conn, data: str) -> None:
-    if not _take_credit(conn, conn.last_seen):
-        _error(
-            conn,
-            None,
-            "rate_limited",
-            f"more than {MSG_RATE:g} messages a second; slow down",
-            retry_after=round(1.0 / MSG_RATE, 3),
-        )
-        return
     try:
         msg = p.decode_client(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
