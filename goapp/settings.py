@@ -219,7 +219,7 @@ class Settings:
     gc_freeze: bool = setting(
         True,
         "After start-up, collect once, move every object alive then out of the collector's "
-        "reach (gc.freeze) and set the collection thresholds to (50000, 20, 100), so that "
+        "reach (gc.freeze) and set the collection thresholds to (50000, 3, 100), so that "
         "full collections are rare and do not walk start-up objects: with thousands of "
         "sockets a full collection stalls every game for 100+ ms.",
     )

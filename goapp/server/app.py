@@ -99,14 +99,20 @@ async def sweep_timeouts(ctx: ServerContext) -> None:
         await asyncio.sleep(TIMEOUT_SWEEP_INTERVAL_S)
 
 
-#: Collector thresholds with ``gc_freeze`` (Python's defaults: 700, 10, 10). Measured with
-#: 10k sockets (benches/README.md, "Load"): a young collection there costs tens of ms
-#: whatever its size, so few of them is what counts: (50000, 20, 100) paused the server
-#: once a minute (about 120 ms) where (2000, 10, 100) paused it 17 times (600 ms in all)
-#: and the defaults without freeze 82 times, once for 723 ms (a full collection walking
-#: every connection's objects). Under overload, when a backlog keeps objects alive, the
-#: middle generation can still grow large (one 962 ms pause in a saturated 5-minute run).
-GC_THRESHOLDS = (50_000, 20, 100)
+#: Collector thresholds with ``gc_freeze`` (Python's defaults: 700, 10, 10). A collection
+#: walks every tracked object of the generations it collects, at about 0.4 µs each at 10k
+#: sockets (scattered memory), so what counts is how many objects survive into a
+#: generation before it is collected (benches/README.md, "Load"):
+#: - young (50,000 allocations): a socket at rest holds no reader coroutine or future
+#:   (goapp/server/ws_inbox.py), so few objects survive a move and a young collection
+#:   at 10k sockets and 1,000 moves/s takes at most 12-18 ms, every 15-20 s;
+#: - middle (every 3 young ones): kept small so that the ~60 objects each new socket
+#:   brings are moved on in pieces during a connection storm, instead of one 300 ms walk
+#:   over all 10k sockets the first time the middle generation is collected (as with 20);
+#: - full (every 100 middle ones, and only once the objects moved to the oldest generation
+#:   since the last one are a quarter of it): rare, and it walks every socket (hundreds
+#:   of ms at 10k), but it frees the reference cycles aiohttp leaves when a socket closes.
+GC_THRESHOLDS = (50_000, 3, 100)
 
 
 def tune_gc() -> None:
