@@ -74,12 +74,13 @@ class Instance:
     sweeper: asyncio.Task[None] | None = None
     hang: asyncio.Event | None = None
 
-    async def close(self) -> None:
+    async def close(self, *, crash: bool = False) -> None:
+        """Shut down cleanly, or (``crash``) as a killed process would: no lease released."""
         if self.sweeper is not None:
             self.sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
-        await self.driver.close()
+        await self.driver.close(release_leases=not crash)
         await self.engine.close()
         await self.store.close()
 
@@ -168,8 +169,39 @@ async def test_a_dead_holders_bot_turn_is_taken_over(pair: tuple[Instance, Insta
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)
     assert b.thoughts == 0  # A holds the lease: B leaves the turn alone
-    await a.close()  # A "dies": its lease is not released
+    await a.close(crash=True)  # A "dies": its lease is not released
     waited = await _bot_to_move(b.games, game, False, 10)
     assert b.thoughts == 1
     assert time.monotonic() - t0 >= LEASE_TTL * 0.9  # not before the lease ran out
     assert waited < LEASE_TTL + 3
+
+
+async def test_a_shutting_down_holders_bot_turn_is_taken_over_at_once(
+    pair: tuple[Instance, Instance],
+) -> None:
+    """A clean shutdown releases the lease: the other instance's next sweep takes the turn,
+    long before the lease would have expired."""
+    a, b = pair
+    alice = (await a.store.create_user("alice", None)).id
+    state = await a.games.create_game(
+        alice, None, user_color="black", size=9, opponent_bot="gnugo:beginner"
+    )
+    game = state.game_id
+    a.hang = asyncio.Event()
+    await human_turn(a.games, game, alice, random.Random(1), passing=False)
+    t0 = time.monotonic()
+    while a.thoughts == 0:
+        assert time.monotonic() - t0 < 5, "A never started thinking"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    assert b.thoughts == 0
+    t_stop = time.monotonic()
+    await a.close()
+    while b.thoughts == 0:
+        assert time.monotonic() - t_stop < LEASE_TTL * 3, "B never took the turn"
+        await asyncio.sleep(0.01)
+    # A renewed its lease every LEASE_TTL / 3, so it would not have expired before
+    # 2/3 LEASE_TTL after the stop: a start before that is the release's doing.
+    assert time.monotonic() - t_stop < LEASE_TTL / 2
+    await _bot_to_move(b.games, game, False, 10)
+    assert b.thoughts == 1

@@ -171,6 +171,7 @@ class BotDriver:
         self._bot_games: OrderedDict[int, bool] = OrderedDict()
         self._proposals: dict[int, tuple[int, list[str]]] = {}
         self._closed = False
+        self._release_leases = True  # when a worker leaves a turn (close may say otherwise)
         self.moves_played = 0
         self.retries = 0
         self.errors = 0
@@ -266,9 +267,9 @@ class BotDriver:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            if not self._closed:  # a closing instance keeps it: it expires (a crash does too)
+            if self._release_leases:  # also on a clean shutdown (see close)
                 with contextlib.suppress(Exception):
-                    await store.release_lease(name, holder)
+                    await asyncio.wait_for(store.release_lease(name, holder), 2.0)
 
     async def idle(self) -> None:
         """Wait until no worker runs (tests)."""
@@ -278,8 +279,14 @@ class BotDriver:
                 return
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def close(self) -> None:
+    async def close(self, *, release_leases: bool = True) -> None:
+        """Stop every worker. The leases of the turns they were on are released, so that
+        another instance's sweep takes those turns over within seconds rather than when
+        the leases expire; a move a cancelled worker had in flight is harmless, since the
+        append is conditional on the seq. ``release_leases=False`` leaves them to expire,
+        as a crash does (tests)."""
         self._closed = True
+        self._release_leases = release_leases
         self.detach()
         tasks = list(self._workers.values())
         for t in tasks:
