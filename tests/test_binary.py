@@ -172,7 +172,12 @@ class Server:
         # WATCHDOG_PID=$$ then exec: it names the process systemd would call the main PID,
         # the bootloader; the interpreter that sends the keep-alives is its child.
         argv = [*env, *wrapper, "/bin/sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", *serve]
-        self.proc = subprocess.Popen(argv, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT)
+        # A session of its own: the one-file binary is a bootloader whose child runs the
+        # server, and killing the bootloader alone (close(), after a failed assertion)
+        # would leave that child serving; close() kills the whole group.
+        self.proc = subprocess.Popen(
+            argv, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.url = f"http://127.0.0.1:{self.port}"
 
     def messages(self, want: str, timeout: float = 15) -> list[str]:
@@ -191,8 +196,9 @@ class Server:
         return self.proc.wait(timeout=20)
 
     def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone: all exited
+            os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
-            self.proc.kill()
             self.proc.wait(10)
         self.notify.close()
         self.log.close()  # both idempotent
