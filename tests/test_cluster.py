@@ -154,14 +154,15 @@ async def test_one_thought_and_one_move_per_bot_turn(pair: tuple[Instance, Insta
     assert a.thoughts and b.thoughts  # each instance played the turns that reached it
 
 
-async def test_a_dead_holders_bot_turn_is_taken_over(pair: tuple[Instance, Instance]) -> None:
-    a, b = pair
+async def _a_thinks_forever(a: Instance, b: Instance) -> tuple[int, float]:
+    """A bot game whose bot turn A has taken and never finishes thinking about, while B
+    leaves it alone (A holds the lease): the game id and when the human moved."""
     alice = (await a.store.create_user("alice", None)).id
     state = await a.games.create_game(
         alice, None, user_color="black", size=9, opponent_bot="gnugo:beginner"
     )
     game = state.game_id
-    a.hang = asyncio.Event()  # A will take the turn and never finish thinking
+    a.hang = asyncio.Event()
     await human_turn(a.games, game, alice, random.Random(1), passing=False)
     t0 = time.monotonic()
     while a.thoughts == 0:
@@ -169,6 +170,12 @@ async def test_a_dead_holders_bot_turn_is_taken_over(pair: tuple[Instance, Insta
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)
     assert b.thoughts == 0  # A holds the lease: B leaves the turn alone
+    return game, t0
+
+
+async def test_a_dead_holders_bot_turn_is_taken_over(pair: tuple[Instance, Instance]) -> None:
+    a, b = pair
+    game, t0 = await _a_thinks_forever(a, b)
     await a.close(crash=True)  # A "dies": its lease is not released
     waited = await _bot_to_move(b.games, game, False, 10)
     assert b.thoughts == 1
@@ -182,19 +189,7 @@ async def test_a_shutting_down_holders_bot_turn_is_taken_over_at_once(
     """A clean shutdown releases the lease: the other instance's next sweep takes the turn,
     long before the lease would have expired."""
     a, b = pair
-    alice = (await a.store.create_user("alice", None)).id
-    state = await a.games.create_game(
-        alice, None, user_color="black", size=9, opponent_bot="gnugo:beginner"
-    )
-    game = state.game_id
-    a.hang = asyncio.Event()
-    await human_turn(a.games, game, alice, random.Random(1), passing=False)
-    t0 = time.monotonic()
-    while a.thoughts == 0:
-        assert time.monotonic() - t0 < 5, "A never started thinking"
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.3)
-    assert b.thoughts == 0
+    game, _ = await _a_thinks_forever(a, b)
     t_stop = time.monotonic()
     await a.close()
     while b.thoughts == 0:

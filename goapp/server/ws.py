@@ -147,8 +147,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             return web.json_response(described[1], status=401)
 
     transport = request.transport
-    if transport is None:  # the peer went away before the upgrade
-        return ws
+    if transport is None:
+        raise ConnectionResetError("the peer went away before the upgrade")
     conn = Conn(
         transport,
         ws,
