@@ -460,6 +460,52 @@ async def test_presence_is_the_union_and_fires_once(cluster: Cluster) -> None:
     del s3
 
 
+async def _watchers_frame(sock: ClientWebSocketResponse, game_id: int, want: int) -> None:
+    """Read until a game presence frame says ``want`` watchers (fails after 5 s)."""
+    deadline = time.monotonic() + 5
+    got = None
+    while got != want:
+        left = deadline - time.monotonic()
+        assert left > 0, f"watchers {got}, wanted {want}"
+        got = (await recv_type(sock, "presence", timeout=left, game_id=game_id))["watchers"]
+
+
+async def test_watcher_counts_are_global(cluster: Cluster) -> None:
+    """A game's watcher count covers every instance: counts change everywhere when a
+    socket comes or goes on any of them, a newcomer learns the others' counts, and a dead
+    instance's watchers drop out once its heartbeat is gone."""
+    a = await cluster.add("a")
+    b = await cluster.add("b")
+    (alice, _), (bob, _) = await users(a, "alice", "bob")
+    game = await new_game(a, alice, bob)
+    on_a = [await a.ws(), await a.ws()]
+    for sock in on_a:
+        await subscribe(sock, game)
+    await _watchers_frame(on_a[0], game, 2)
+    on_b = await b.ws()
+    ack = await request(on_b, type="subscribe", id="s", game_id=game)
+    assert ack["watchers"] >= 1
+    await _watchers_frame(on_b, game, 3)  # B learnt A's two
+    await _watchers_frame(on_a[0], game, 3)
+    assert a.ctx.hub.watchers(game) == b.ctx.hub.watchers(game) == 3
+
+    await on_a[1].close()
+    await _watchers_frame(on_b, game, 2)
+    c = await cluster.add("c")
+    on_c = await c.ws()
+    await subscribe(on_c, game)
+    await _watchers_frame(on_c, game, 3)
+    await _watchers_frame(on_a[0], game, 3)
+
+    # C dies without a word: after its heartbeat is gone, the others forget its watcher
+    for task in c.bus._tasks:
+        task.cancel()
+    c.bus._closed = True
+    await until(lambda: a.ctx.hub.watchers(game) == 2, 10, "C's watcher forgotten on A")
+    await until(lambda: b.ctx.hub.watchers(game) == 2, 10, "C's watcher forgotten on B")
+    await _watchers_frame(on_a[0], game, 2)
+
+
 async def test_dead_instance_users_go_offline(cluster: Cluster) -> None:
     a = await cluster.add("a")
     b = await cluster.add("b")

@@ -6,8 +6,10 @@ What goes through Redis
 Pub/sub channels (messages are a JSON header line, ``\\n``, then an opaque body):
 
 * ``goapp:game:{id}``: every committed event of the game (``{"k": "ev", "s": seq}`` + the
-  event's JSON, exactly the body of its WebSocket frame) and the game room's chat frames.
-  An instance subscribes while one of its connections watches the game.
+  event's JSON, exactly the body of its WebSocket frame), the game room's chat frames and
+  each instance's watcher count (``{"k": "w", "n": count}``; ``"h": 1`` when it starts
+  watching or reconnects, asking the others for theirs). An instance subscribes while one
+  of its connections watches the game.
 * ``goapp:lobby``: lobby events (challenges...), lobby chat, presence transitions.
 * ``goapp:user``: frames for one user's connections, disconnects, token revocations.
 
@@ -216,6 +218,9 @@ class RedisBus:
         self._outbox_ready = asyncio.Event()
         self._online: dict[int, str] = {}
         self._remote_guests = 0
+        #: watched game -> other instance -> (its watcher count, when it said so)
+        self._watchers: dict[int, dict[str, tuple[int, float]]] = {}
+        self._live: set[str] = set()  # instances with a recent heartbeat
         self._tasks: list[asyncio.Task[Any]] = []
         self._fills: set[asyncio.Task[None]] = set()
         self._presence_sha: str | None = None
@@ -315,6 +320,7 @@ class RedisBus:
             if self._syncs.get(game_id) is sync:
                 sync.delivered = delivered
                 self._drain(game_id, sync)
+                self._hello(game_id)  # subscribed: the others' answers will reach us
         finally:
             sync.ready.set()
 
@@ -322,6 +328,7 @@ class RedisBus:
         """The last local watcher left: stop delivering (the channel is unsubscribed by
         the next heartbeat, so a quick re-watch does not race an UNSUBSCRIBE)."""
         sync = self._syncs.pop(game_id, None)
+        self._watchers.pop(game_id, None)
         if sync is not None and sync.filling is not None:
             sync.filling.cancel()
 
@@ -488,6 +495,48 @@ class RedisBus:
     def online_users(self) -> dict[int, str]:
         return self._online
 
+    def watchers(self, game_id: int, local: int) -> None:
+        """This instance's watcher count of a game changed (0: it stopped watching)."""
+        header = {"o": self.instance_id, "k": "w", "n": local}
+        self._send(game_channel(game_id), _message(header))
+
+    def remote_watchers(self, game_id: int) -> int:
+        """The other instances' watchers of a game, as they last announced them."""
+        return sum(n for n, _ in self._watchers.get(game_id, {}).values())
+
+    def _hello(self, game_id: int) -> None:
+        """Announce this instance's count and ask the others watching for theirs."""
+        local = len(self.hub.games.get(game_id, ()))
+        if local:
+            header = {"o": self.instance_id, "k": "w", "n": local, "h": 1}
+            self._send(game_channel(game_id), _message(header))
+
+    def _on_watchers(self, game_id: int, origin: str, n: int, hello: bool) -> None:
+        if game_id not in self._syncs:
+            return  # not watched here
+        counts = self._watchers.setdefault(game_id, {})
+        old = counts.pop(origin, (0, 0.0))[0]
+        if n:
+            counts[origin] = (n, time.monotonic())
+        if hello:  # a newcomer (or a reconnected instance) asks: answer with ours
+            local = len(self.hub.games.get(game_id, ()))
+            if local:
+                self.watchers(game_id, local)
+        if n != old:
+            self.hub.deliver_watchers(game_id)
+
+    def _forget_dead_watchers(self) -> None:
+        """Drop the counts of instances that stopped beating (crashed: no goodbye). A count
+        newer than the presence TTL is kept: its instance may have registered after the
+        list of live instances was read."""
+        horizon = time.monotonic() - self.presence_ttl_s
+        for game_id, counts in list(self._watchers.items()):
+            dead = [i for i, (_, at) in counts.items() if i not in self._live and at < horizon]
+            for inst in dead:
+                del counts[inst]
+            if dead:
+                self.hub.deliver_watchers(game_id)
+
     def remote_guests(self) -> int:
         return self._remote_guests
 
@@ -538,6 +587,9 @@ class RedisBus:
             self.revocations.add(int(header["u"]), int(header["nb"]))
         elif kind == "presence":
             self._apply_presence(int(header["u"]), str(header["n"]), bool(header["on"]), fire=False)
+        elif kind == "w":
+            game_id = int(channel.rsplit(":", 1)[1])
+            self._on_watchers(game_id, str(header["o"]), int(header["n"]), bool(header.get("h")))
 
     async def _subscribe(self, channel: str) -> None:
         ps = self._pubsub
@@ -628,6 +680,8 @@ class RedisBus:
         if not was_up:
             log.info("bus connected", extra={"instance": self.instance_id})
         self._resync_all()
+        for game_id in list(self._syncs):  # counts may have changed while cut off
+            self._hello(game_id)
         self.hub.send_lobby_frame(self.hub.presence_snapshot())
 
     def _degraded(self, exc: BaseException) -> None:
@@ -749,6 +803,8 @@ class RedisBus:
         online.update(self.hub.user_names)
         self._online = online
         self._remote_guests = guests
+        self._live = {_text(inst) for inst in live}
+        self._forget_dead_watchers()
 
     async def _load_revocations(self, r: aioredis.Redis) -> None:
         async for key in r.scan_iter(match=f"{PREFIX}revoked:*", count=500):

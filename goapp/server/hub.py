@@ -95,6 +95,8 @@ class Relay(Protocol):
     def presence(self, user_id: int, name: str, online: bool) -> bool: ...
     def online_users(self) -> dict[int, str]: ...
     def remote_guests(self) -> int: ...
+    def watchers(self, game_id: int, local: int) -> None: ...
+    def remote_watchers(self, game_id: int) -> int: ...
 
 
 class Transport(Protocol):
@@ -478,8 +480,17 @@ class Hub:
         return {"type": "presence", "online": self.online(), **self._counts()}
 
     def watchers(self, game_id: int) -> int:
-        """How many connections watch ``game_id`` (players included)."""
-        return len(self.games.get(game_id, ()))
+        """How many connections watch ``game_id`` (players included), on every instance
+        while the relay is up (the others' counts as they last announced them)."""
+        local = len(self.games.get(game_id, ()))
+        if self.relay is None:
+            return local
+        return local + self.relay.remote_watchers(game_id)
+
+    def deliver_watchers(self, game_id: int) -> None:
+        """Another instance's count for ``game_id`` changed: tell the local watchers."""
+        if game_id in self.games:
+            self._send_count(game_id)
 
     # -- games -----------------------------------------------------------------------------
 
@@ -520,18 +531,19 @@ class Hub:
         else:
             del self.games[game_id]
             if self.relay is not None:
+                self.relay.watchers(game_id, 0)
                 self.relay.unwatch(game_id)
 
     def _send_watchers(self, game_id: int) -> None:
-        subs = self.games.get(game_id)
-        if subs:
-            n = len(subs)
-            self.send_game_frame(
-                game_id,
-                encode_ws_text_frame(
-                    orjson.dumps({"type": "presence", "game_id": game_id, "watchers": n})
-                ),
-            )
+        """This instance's count for ``game_id`` changed: announce it, tell the watchers."""
+        if self.relay is not None:
+            self.relay.watchers(game_id, len(self.games.get(game_id, ())))
+        self._send_count(game_id)
+
+    def _send_count(self, game_id: int) -> None:
+        if self.games.get(game_id):
+            frame = {"type": "presence", "game_id": game_id, "watchers": self.watchers(game_id)}
+            self.send_game_frame(game_id, encode_ws_text_frame(orjson.dumps(frame)))
 
     async def on_events(self, events: list[StoredEvent]) -> None:
         """The ``GameService.on_events`` hook: fan each event out to its game's sockets."""
