@@ -268,6 +268,31 @@ async def test_offline_players_lose_live_requests(store: Store) -> None:
     assert sent[-1]["payload"]["reason"] == "offline"
 
 
+async def test_no_offline_cancel_while_presence_is_unknown(store: Store) -> None:
+    """With Redis down another instance may hold the player's socket: nobody is cancelled
+    then, and the offline clock starts again once presence is known."""
+    (a,) = await users(store, 1)
+    presence: dict[int, bool | None] = {a: None}
+    svc = AutomatchService(
+        store,
+        GameService(store),
+        send=lambda u, o: None,
+        online=presence.__getitem__,
+        offline_cancel_s=0.2,
+    )
+    await svc.request(a, sizes=[9], speed="blitz")
+    await svc.sweep()
+    await asyncio.sleep(0.3)
+    await svc.sweep()
+    assert await store.waiting_automatch_request(a) is not None  # unknown: kept
+    presence[a] = False
+    await svc.sweep()  # offline from now on: not yet cancelled
+    assert await store.waiting_automatch_request(a) is not None
+    await asyncio.sleep(0.3)
+    await svc.sweep()
+    assert await store.waiting_automatch_request(a) is None
+
+
 async def drain(services: list[AutomatchService], store: Store, rounds: int = 20) -> None:
     """Sweep (concurrently, on every instance) until nothing more pairs (bounded)."""
     for _ in range(rounds):

@@ -606,6 +606,8 @@ async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
     watch_b = await b.ws()
     start = await subscribe(watch_a, game)
     await subscribe(watch_b, game)
+    await b.ws(tb)
+    await until(lambda: a.ctx.hub.presence_of(bob) is True, 5, "bob seen on A")
 
     cluster.redis.stop()
     for node in (a, b):
@@ -613,6 +615,8 @@ async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
         status, body = await node.call("GET", "/readyz")
         assert status == 200, body
         assert body["status"] == "ready" and body["checks"]["bus"].startswith("degraded")
+    # bob's socket is on B: A cannot tell whether he is online (automatch keeps his request)
+    assert a.ctx.hub.presence_of(bob) is None and b.ctx.hub.presence_of(bob) is True
 
     # during the outage each instance serves its own clients
     s1 = await play(a, game, alice, MOVES[0])
@@ -638,4 +642,4 @@ async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
     assert await events_until(watch_b, game, s4) == [s4]
     for s in (watch_a, watch_b, sock):
         assert not [f for f in await quiet(s, 0.2) if f["type"] == "event"]
-    del tb
+    await until(lambda: a.ctx.hub.presence_of(bob) is True, 10, "bob seen on A again")

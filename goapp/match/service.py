@@ -57,7 +57,9 @@ PARTNER_GAME_WAIT_S = 2.0
 LIVE_SPEEDS = frozenset({"blitz", "live"})
 
 Send = Callable[[int, dict[str, Any]], Any]
-Online = Callable[[int], bool]
+#: Whether a user has a connection anywhere; None when that cannot be known (several
+#: instances and Redis down: only this instance's connections are visible).
+Online = Callable[[int], "bool | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,14 +218,15 @@ class AutomatchService:
 
     async def _drop_offline(self, waiting: list[AutomatchRequest]) -> list[AutomatchRequest]:
         """Cancel live requests whose player has had no connection for
-        ``offline_cancel_s`` (as seen by this instance's sweeps); the rest go on."""
+        ``offline_cancel_s`` (as seen by this instance's sweeps); the rest go on. While
+        presence is unknown nobody is cancelled and the clocks start again afterwards."""
         if self.online is None or self.offline_cancel_s <= 0:
             return waiting
         mono = time.monotonic()
         keep: list[AutomatchRequest] = []
         seen: set[int] = set()
         for req in waiting:
-            if req.speed not in LIVE_SPEEDS or self.online(req.user_id):
+            if req.speed not in LIVE_SPEEDS or self.online(req.user_id) is not False:
                 keep.append(req)
                 continue
             seen.add(req.id)

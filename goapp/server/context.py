@@ -148,7 +148,7 @@ class ServerContext:
             self.store,
             self.games,
             send=self.hub.send_user,
-            online=self.hub.is_online,
+            online=self.hub.presence_of,
             offline_cancel_s=self.settings.automatch_offline_cancel_s,
         )
         self.automatch.start(self.settings.automatch_interval_s)

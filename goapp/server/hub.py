@@ -435,10 +435,17 @@ class Hub:
     def is_online(self, user_id: int) -> bool:
         """Whether ``user_id`` has an open connection: on any instance while the relay is
         up, on this one otherwise."""
+        return self.presence_of(user_id) is True
+
+    def presence_of(self, user_id: int) -> bool | None:
+        """:meth:`is_online`, or None when it cannot be known: another instance may hold the
+        user's connection while the relay is down."""
         if user_id in self.user_conns:
             return True
         relay = self.relay
-        return relay is not None and relay.up and user_id in relay.online_users()
+        if relay is None:
+            return False
+        return user_id in relay.online_users() if relay.up else None
 
     def send_user(self, user_id: int, obj: dict[str, Any]) -> int:
         """Send ``obj`` to every connection of ``user_id`` on every instance (notifications,
