@@ -236,15 +236,25 @@ def redis_ping(host: str, port: int) -> bool:
 
 
 class RedisServer:
-    """A throwaway ``redis-server`` (no persistence) on a free port."""
+    """A throwaway ``redis-server`` (no persistence) on a free port; it can be stopped and
+    started again on the same port (tests of a Redis restart)."""
 
     def __init__(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed")
+        self.exe = exe
         self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -256,17 +266,20 @@ class RedisServer:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.02)
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop it (``kill``: SIGKILL, as a crash; else SIGTERM); idempotent."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+            proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 @pytest.fixture(scope="session")

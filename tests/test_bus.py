@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,11 +36,11 @@ from goapp.settings import load_settings
 
 try:
     from .api_support import make_api
-    from .services import free_port, redis_ping, unavailable
+    from .services import RedisServer, unavailable
     from .ws_helpers import closed_code, recv, recv_type, request, token_for
 except ImportError:
     from api_support import make_api  # type: ignore[no-redef]
-    from services import free_port, redis_ping, unavailable  # type: ignore[no-redef]
+    from services import RedisServer, unavailable  # type: ignore[no-redef]
     from ws_helpers import (  # type: ignore[no-redef]
         closed_code,
         recv,
@@ -53,42 +51,6 @@ except ImportError:
 
 BYOYOMI = {"system": "byoyomi", "main_s": 600, "periods": 3, "period_s": 30}
 MOVES = [v for row in range(9, 0, -1) for v in (f"C{row}", f"G{row}")]
-
-
-class Redis:
-    """A throwaway redis-server that can be stopped and started again on its port."""
-
-    def __init__(self) -> None:
-        self.exe = shutil.which("redis-server")
-        if self.exe is None:
-            unavailable("redis-server is not installed")
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert self.exe is not None
-        self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not redis_ping("127.0.0.1", self.port):
-            assert self.proc.poll() is None and time.monotonic() < deadline, "no redis-server"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.kill()
-        self.proc.wait(5)
-        self.proc = None
 
 
 @dataclass
@@ -127,7 +89,7 @@ class Node:
 
 @dataclass
 class Cluster:
-    redis: Redis
+    redis: RedisServer
     pg_url: str
     root: Path
     secret: str
@@ -189,7 +151,11 @@ async def until(
 
 @pytest.fixture
 async def cluster(pg_schema_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    redis = Redis()
+    try:
+        redis = RedisServer()
+    except RuntimeError as exc:
+        unavailable(str(exc))
+        raise
     c = Cluster(redis, pg_schema_url, tmp_path, secrets.token_hex(32))
     try:
         yield c
@@ -588,7 +554,7 @@ async def test_rate_limit_is_shared_and_falls_back(cluster: Cluster) -> None:
     assert statuses == [401, 401, 401, 429, 429, 429]
 
     # Redis down: each instance limits on its own (fresh in-memory buckets)
-    cluster.redis.stop()
+    cluster.redis.stop(kill=True)
     await until(lambda: a.ctx.bus.status != "ok" and b.ctx.bus.status != "ok", 10, "degraded")
     statuses = [(await a.call("POST", "/api/login", creds))[0] for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
@@ -609,7 +575,7 @@ async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
     await b.ws(tb)
     await until(lambda: a.ctx.hub.presence_of(bob) is True, 5, "bob seen on A")
 
-    cluster.redis.stop()
+    cluster.redis.stop(kill=True)
     for node in (a, b):
         await until(lambda n=node: n.ctx.bus.status.startswith("degraded"), 10, "degraded")
         status, body = await node.call("GET", "/readyz")

@@ -32,10 +32,18 @@ async def test_throwaway_redis_server() -> None:
     try:
         r = aioredis.from_url(server.url)
         assert await r.ping()
+        proc = server.proc
+        assert proc is not None
+        server.stop(kill=True)  # a crash, then a restart on the same port
+        assert proc.poll() is not None
+        await r.aclose()
+        server.start()
+        r = aioredis.from_url(server.url)
+        assert await r.ping()  # the same URL answers again
         await r.aclose()
     finally:
         server.stop()
-    assert server.proc.poll() is not None
+    assert proc.poll() is not None and server.proc is None
 
 
 async def test_schema_isolation(pg_schema_url: str, pg_url: str) -> None:
