@@ -50,9 +50,9 @@ from goapp.settings import load_settings  # noqa: E402
 #: LOAD_GC_CENSUS=DIR (``--gc-census``), the first three young collections after the file
 #: DIR/driving appears (the bench creates it when the load starts) also write
 #: DIR/census-N.json: the young generation's objects by type, with their references
-#: (what a collection walks; slow, so only three).
+#: (what a collection walks; slow, so only three). SIGUSR1 makes it run a full collection.
 GC_WRAPPER = """
-import atexit, collections, gc, json, os, sys, time
+import atexit, collections, gc, json, os, signal, sys, time
 import goapp.server.app
 from goapp.cli import main
 if os.environ.get("LOAD_GC_THRESHOLDS"):  # --gc-thresholds: what tune_gc sets
@@ -83,6 +83,7 @@ def cb(phase, info):
         pauses.append((time.time(), info["generation"], round(ms, 3), state["count"],
                        info["collected"]))
 gc.callbacks.append(cb)
+signal.signal(signal.SIGUSR1, lambda *_: gc.collect())  # --gc-full-at: a full collection
 def dump():
     with open(os.environ["LOAD_GC_LOG"], "w") as fh:
         json.dump(pauses, fh)
@@ -293,6 +294,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 if msg.startswith("connected"):
                     if args.gc_census:  # the servers' census starts with the load
                         Path(args.gc_census, "driving").touch()
+                    if args.gc_full_at is not None and args.target == "goapp":
+                        for srv in servers:
+                            t = threading.Timer(args.gc_full_at, os.kill, (srv.pid, signal.SIGUSR1))
+                            t.daemon = True
+                            t.start()
                     marks["wall0"] = time.time()
                     marks["cpu0"] = sum(cpu_s(srv.pid) for srv in servers)
                     marks["rss_connected"] = sum(rss_kib(srv.pid) for srv in servers)
@@ -345,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=int, default=0, help="measure N idle sockets instead")
     p.add_argument("--server-gc-freeze", choices=("on", "off"), default="on")
     p.add_argument("--gc-thresholds", default=None, metavar="A,B,C", help="override GC_THRESHOLDS")
+    p.add_argument(
+        "--gc-full-at",
+        type=float,
+        default=None,
+        metavar="S",
+        help="make each server run a full collection S seconds into the load (its cost)",
+    )
     p.add_argument(
         "--gc-census",
         default=None,

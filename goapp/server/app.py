@@ -110,8 +110,9 @@ async def sweep_timeouts(ctx: ServerContext) -> None:
 #:   brings are moved on in pieces during a connection storm, instead of one 300 ms walk
 #:   over all 10k sockets the first time the middle generation is collected (as with 20);
 #: - full (every 100 middle ones, and only once the objects moved to the oldest generation
-#:   since the last one are a quarter of it): rare, and it walks every socket (hundreds
-#:   of ms at 10k), but it frees the reference cycles aiohttp leaves when a socket closes.
+#:   since the last one are a quarter of it): about every 2 hours at 10k sockets and
+#:   1,000 moves/s; it walks every socket (326 ms at 10k), but it frees the reference
+#:   cycles aiohttp leaves when a socket closes.
 GC_THRESHOLDS = (50_000, 3, 100)
 
 
