@@ -38,6 +38,7 @@ from goapp.game.errors import (
 from goapp.game.events import (
     Aborted,
     DeadStonesMarked,
+    FinishReason,
     GameEvent,
     GameFinished,
     PlayerColor,
@@ -224,21 +225,27 @@ def scoring_timeout_events(state: GameState, now: int) -> list[GameEvent]:
     if state.phase != "scoring" or ends is None or now < ends:
         return []
     result, score = _score_view(state)
+    return [_finish_by_score(state, now, result, score, "scoring_timeout", state.marking())]
+
+
+def _finish_by_score(
+    state: GameState, now: int, result: str, score: ScoreView, reason: FinishReason,
+    dead: list[str],
+) -> GameFinished:  # fmt: skip
+    """The ``game_finished`` of a scored game (both accepted, or the scoring bound)."""
     parsed = Result.parse(result)
     winner: PlayerColor | None = None
     if parsed.winner is not None:
         winner = "black" if parsed.winner is Color.BLACK else "white"
-    return [
-        GameFinished(
-            at_ms=now,
-            clock=clock_view(state.clock.stop(now), now),
-            result=result,
-            reason="scoring_timeout",
-            winner=winner,
-            score=score,
-            dead=state.marking(),
-        )
-    ]
+    return GameFinished(
+        at_ms=now,
+        clock=clock_view(state.clock.stop(now), now),
+        result=result,
+        reason=reason,
+        winner=winner,
+        score=score,
+        dead=dead,
+    )
 
 
 def presence_events(
@@ -529,21 +536,7 @@ def _accept_score(
         )
     ]
     if opponent(color) in state.accepted:
-        parsed = Result.parse(result)
-        winner: PlayerColor | None = None
-        if parsed.winner is not None:
-            winner = "black" if parsed.winner is Color.BLACK else "white"
-        events.append(
-            GameFinished(
-                at_ms=now,
-                clock=clock_view(state.clock.stop(now), now),
-                result=result,
-                reason="score",
-                winner=winner,
-                score=score,
-                dead=marking,
-            )
-        )
+        events.append(_finish_by_score(state, now, result, score, "score", marking))
     return events
 
 
