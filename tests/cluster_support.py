@@ -16,12 +16,33 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 try:
     from .services import free_port, unavailable
 except ImportError:
     from services import free_port, unavailable  # type: ignore[no-redef]
+
+
+def wait_healthy(
+    url: str, proc: subprocess.Popen[Any], timeout: float, name: str, log: Callable[[], str]
+) -> None:
+    """Poll ``url/healthz`` until it answers 200; fail with ``log()`` if ``proc`` exits
+    first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited at start:\n{log()}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{name} did not start in {timeout}s:\n{log()}")
 
 
 class Instance:
@@ -55,18 +76,7 @@ class Instance:
             env=env,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited at start:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} did not start in {timeout}s:\n{self.log_tail()}")
+        wait_healthy(self.url, self.proc, timeout, self.name, self.log_tail)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -177,17 +187,7 @@ http {{
         self.proc = subprocess.Popen(
             [*self.args, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert self.proc.poll() is None, (root / "error.log").read_text()
-            assert time.monotonic() < deadline, "nginx did not come up"
-            time.sleep(0.05)
+        wait_healthy(self.url, self.proc, 20, "nginx", (root / "error.log").read_text)
 
     @property
     def url(self) -> str:

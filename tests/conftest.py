@@ -19,6 +19,8 @@ except ImportError:
 
 from goapp.engine.katago import default_config
 from goapp.engine.setup import KataGoPaths, KataGoSetupError, install_katago
+from goapp.server.context import ServerContext
+from goapp.settings import load_settings
 from goapp.store import Store, open_store
 
 __all__ = ["pg_cluster", "pg_schema_url", "pg_url", "redis_url"]
@@ -34,6 +36,16 @@ async def api(
     fast_scrypt(monkeypatch)
     async for a in make_api(aiohttp_client, tmp_path, store_url):
         yield a
+
+
+@pytest.fixture
+async def ctx(tmp_path: Path) -> AsyncIterator[ServerContext]:
+    """A server context on a fresh SQLite data directory (modules may define their own)."""
+    c = await ServerContext.open(load_settings(env={}, overrides={"data_dir": tmp_path}))
+    try:
+        yield c
+    finally:
+        await c.close()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -203,6 +203,14 @@ class Player:
     def seq(self) -> int:
         return int(self.page.locator(".game").get_attribute("data-seq") or 0)
 
+    def asset_prefix(self) -> str:
+        """Where the loaded page's modules are served from (versioned), to import the app's
+        own modules in ``page.evaluate``."""
+        src: str = self.page.evaluate(
+            "document.querySelector('script[type=module]').getAttribute('src')"
+        )
+        return src.rsplit("/", 1)[0]
+
     def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -768,9 +776,7 @@ def test_the_apps_rules_agree_with_the_core(server: str, browser: Browser) -> No
     page = Player(browser, server)
     try:
         page.goto("/review")
-        prefix = page.page.evaluate(
-            "document.querySelector('script[type=module]').getAttribute('src')"
-        ).rsplit("/", 1)[0]
+        prefix = page.asset_prefix()
         go = f"{prefix}/js/go.js"
         for size in (9, 13, 19):
             for n in range(2, 10):

@@ -78,6 +78,21 @@ def _act(base: str, who: str, game_id: int, action: dict[str, Any]) -> Any:
     return _post(base, "/api/action", {"game_id": game_id, "action": action}, _token(base, who))
 
 
+WIDE = {"width": 1280, "height": 900}
+
+
+def _desktop(browser: Browser, base: str, name: str) -> Player:
+    """``name`` logged in, in a desktop-sized window."""
+    return _logged_in(browser, base, name, viewport=WIDE)
+
+
+def _two_players(browser: Browser, base: str, a: str, b: str) -> tuple[Player, Player]:
+    """Register ``a`` and ``b`` and log each in, in a desktop-sized window of their own."""
+    for name in (a, b):
+        _post(base, "/api/register", {"name": name, "password": PASSWORD})
+    return _desktop(browser, base, a), _desktop(browser, base, b)
+
+
 def _wait_rated(base: str, name: str, games: int) -> dict[str, Any]:
     """The profile once ``games`` rated games count (rating runs just after a game ends)."""
     deadline = time.monotonic() + 10
@@ -103,7 +118,7 @@ def test_player_page_graph_filters_and_leaderboard(server: str, browser: Browser
     active = _game(server, "ben", "ann", 19)
     assert ann["ratings"]["overall"]["rating"] > 1500 > ben["ratings"]["overall"]["rating"]
 
-    page = _logged_in(browser, server, "ben", viewport={"width": 1280, "height": 900})
+    page = _desktop(browser, server, "ben")
     try:
         p = page.page
         # -- the lobby: names link to the players' pages, with their rank ------------------
@@ -194,7 +209,7 @@ def test_player_page_graph_filters_and_leaderboard(server: str, browser: Browser
         page.goto("/user/ann")
         expect(p.locator("#rating-graph svg.rating-graph")).to_have_attribute("data-points", "2")
         page.shot("25-phone-player-page")
-        p.set_viewport_size({"width": 1280, "height": 900})
+        p.set_viewport_size(WIDE)
         page.goto("/user/nobody")
         expect(p.locator("main h1")).to_have_text("No such player")
         assert page.errors == [], page.errors
@@ -209,9 +224,7 @@ def test_the_apps_ranks_agree_with_the_server(server: str, browser: Browser) -> 
     page = Player(browser, server)
     try:
         page.goto("/leaderboard")
-        prefix = page.page.evaluate(
-            "document.querySelector('script[type=module]').getAttribute('src')"
-        ).rsplit("/", 1)[0]
+        prefix = page.asset_prefix()
         ratings = [50.0, 100.0, 548.2, 1000.0, 1500.0, 1837.4, 1918.5, 2710.4, 7000.0]
         ratings += [r for rank in ("25k", "5k", "1k", "1d", "3d", "9d") for r in rank_bounds(rank)]
         ratings = [r for r in ratings if abs(r) != float("inf")]
@@ -249,10 +262,7 @@ def patient_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_automatch_pairs_two_browsers(fair_server: str, browser: Browser) -> None:
     server = fair_server
-    for name in ("kim", "lee"):
-        _post(server, "/api/register", {"name": name, "password": PASSWORD})
-    kim = _logged_in(browser, server, "kim", viewport={"width": 1280, "height": 900})
-    lee = _logged_in(browser, server, "lee", viewport={"width": 1280, "height": 900})
+    kim, lee = _two_players(browser, server, "kim", "lee")
     try:
         for who in (kim, lee):
             who.goto("/")
@@ -308,10 +318,7 @@ def test_correspondence_turns_and_your_move_notification(
     patient_server: str, browser: Browser
 ) -> None:
     server = patient_server
-    for name in ("mia", "ned"):
-        _post(server, "/api/register", {"name": name, "password": PASSWORD})
-    mia = _logged_in(browser, server, "mia", viewport={"width": 1280, "height": 900})
-    ned = _logged_in(browser, server, "ned", viewport={"width": 1280, "height": 900})
+    mia, ned = _two_players(browser, server, "mia", "ned")
     try:
         # mia offers ned a correspondence game (1 day a move) from the lobby, playing Black.
         mia.goto("/")
@@ -354,7 +361,7 @@ def test_correspondence_turns_and_your_move_notification(
         expect(badge).to_be_in_viewport()
         expect(n.locator("#logout")).to_be_in_viewport(ratio=1)  # the header still fits
         ned.shot("27-phone-your-move")
-        n.set_viewport_size({"width": 1280, "height": 900})
+        n.set_viewport_size(WIDE)
         badge.click()
         n.wait_for_url(f"**/game/{game_id}")
         expect(n.locator("#status")).to_contain_text("Your move")
@@ -369,11 +376,8 @@ def test_correspondence_turns_and_your_move_notification(
 
 def test_claim_victory_after_the_opponent_leaves(fair_server: str, browser: Browser) -> None:
     server = fair_server
-    for name in ("oda", "pim"):
-        _post(server, "/api/register", {"name": name, "password": PASSWORD})
+    oda, pim = _two_players(browser, server, "oda", "pim")
     game_id = _game(server, "oda", "pim", 9)
-    oda = _logged_in(browser, server, "oda", viewport={"width": 1280, "height": 900})
-    pim = _logged_in(browser, server, "pim", viewport={"width": 1280, "height": 900})
     try:
         oda.goto(f"/game/{game_id}")
         pim.goto(f"/game/{game_id}")
@@ -412,11 +416,8 @@ def test_the_opponent_who_comes_back_cancels_the_claim(
     patient_server: str, browser: Browser
 ) -> None:
     server = patient_server
-    for name in ("quin", "rae"):
-        _post(server, "/api/register", {"name": name, "password": PASSWORD})
+    quin, rae = _two_players(browser, server, "quin", "rae")
     game_id = _game(server, "quin", "rae", 9)
-    quin = _logged_in(browser, server, "quin", viewport={"width": 1280, "height": 900})
-    rae = _logged_in(browser, server, "rae", viewport={"width": 1280, "height": 900})
     try:
         quin.goto(f"/game/{game_id}")
         rae.goto(f"/game/{game_id}")

@@ -174,6 +174,17 @@ async def users(node: Node, *names: str) -> list[tuple[int, str]]:
     return out
 
 
+async def two_instances_one_game(
+    cluster: Cluster, *, audit_s: float = 3600
+) -> tuple[Node, Node, list[tuple[int, str]], int]:
+    """Instances ``a`` (with that audit interval) and ``b``, users alice and bob (ids and
+    tokens), and a game between them (alice Black)."""
+    a = await cluster.add("a", audit_s=audit_s)
+    b = await cluster.add("b")
+    players = await users(a, "alice", "bob")
+    return a, b, players, await new_game(a, players[0][0], players[1][0])
+
+
 async def new_game(node: Node, black: int, white: int) -> int:
     state = await node.ctx.games.create_game(
         black, white, user_color="black", size=9, time_control=BYOYOMI
@@ -264,10 +275,7 @@ async def test_moves_cross_instances_in_order_once(cluster: Cluster) -> None:
 
 
 async def test_gap_is_filled_from_the_log(cluster: Cluster) -> None:
-    a = await cluster.add("a")
-    b = await cluster.add("b")
-    (alice, _), (bob, _) = await users(a, "alice", "bob")
-    game = await new_game(a, alice, bob)
+    a, b, [(alice, _), (bob, _)], game = await two_instances_one_game(cluster)
     watch = await a.ws()
     start = await subscribe(watch, game)
     fills = a.bus.gap_fills
@@ -302,10 +310,7 @@ async def test_gap_is_filled_from_the_log(cluster: Cluster) -> None:
 async def test_killed_redis_connections_recover(cluster: Cluster) -> None:
     import redis.asyncio as aioredis
 
-    a = await cluster.add("a")
-    b = await cluster.add("b")
-    (alice, _), (bob, _) = await users(a, "alice", "bob")
-    game = await new_game(a, alice, bob)
+    a, b, [(alice, _), (bob, _)], game = await two_instances_one_game(cluster)
     watch = await a.ws()
     start = await subscribe(watch, game)
     admin = aioredis.Redis.from_url(cluster.redis.url)
@@ -328,10 +333,7 @@ async def test_killed_redis_connections_recover(cluster: Cluster) -> None:
 
 
 async def test_a_lost_last_message_is_found_by_the_audit(cluster: Cluster) -> None:
-    a = await cluster.add("a", audit_s=0.2)
-    b = await cluster.add("b")
-    (alice, _), (bob, _) = await users(a, "alice", "bob")
-    game = await new_game(a, alice, bob)
+    a, b, [(alice, _), (bob, _)], game = await two_instances_one_game(cluster, audit_s=0.2)
     watch = await a.ws()
     start = await subscribe(watch, game)
     # B commits and "dies" before publishing: no later event will reveal the gap
@@ -440,10 +442,7 @@ async def test_watcher_counts_are_global(cluster: Cluster) -> None:
     """A game's watcher count covers every instance: counts change everywhere when a
     socket comes or goes on any of them, a newcomer learns the others' counts, and a dead
     instance's watchers drop out once its heartbeat is gone."""
-    a = await cluster.add("a")
-    b = await cluster.add("b")
-    (alice, _), (bob, _) = await users(a, "alice", "bob")
-    game = await new_game(a, alice, bob)
+    a, b, _, game = await two_instances_one_game(cluster)
     on_a = [await a.ws(), await a.ws()]
     for sock in on_a:
         await subscribe(sock, game)
@@ -564,10 +563,7 @@ async def test_rate_limit_is_shared_and_falls_back(cluster: Cluster) -> None:
 
 
 async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
-    a = await cluster.add("a")
-    b = await cluster.add("b")
-    (alice, ta), (bob, tb) = await users(a, "alice", "bob")
-    game = await new_game(a, alice, bob)
+    a, b, [(alice, ta), (bob, tb)], game = await two_instances_one_game(cluster)
     watch_a = await a.ws()
     watch_b = await b.ws()
     start = await subscribe(watch_a, game)

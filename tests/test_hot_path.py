@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from goapp.game.actions import decode_action
 from goapp.game.service import DEFAULT_CACHE_SIZE
 from goapp.server.app import create_ws_app
 from goapp.server.context import ServerContext
-from goapp.settings import load_settings
 from goapp.store import open_store
 
 try:
@@ -78,16 +77,6 @@ BAD_ACTIONS: list[Any] = [
     {"type": "mark_dead", "vertices": ["E5", 1]},
     ["move"],
 ]
-
-
-@pytest.fixture
-async def ctx(tmp_path: Path) -> AsyncIterator[ServerContext]:
-    settings = load_settings(env={}, overrides={"data_dir": tmp_path})
-    c = await ServerContext.open(settings)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_ws_action_errors_are_the_service_errors(

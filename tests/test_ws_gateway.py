@@ -8,8 +8,7 @@ import gc
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -44,21 +43,10 @@ from goapp.server import ws as gateway
 from goapp.server.app import create_app, create_ws_app
 from goapp.server.auth import issue_access_token
 from goapp.server.context import ServerContext
-from goapp.settings import load_settings
 
 pytestmark = pytest.mark.timeout(60)
 
 Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-async def ctx(tmp_path: Path) -> AsyncIterator[ServerContext]:
-    settings = load_settings(env={}, overrides={"data_dir": tmp_path})
-    c = await ServerContext.open(settings)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture
