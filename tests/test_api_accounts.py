@@ -110,6 +110,57 @@ async def test_refresh_rotates_and_reuse_revokes_everything(api: Api) -> None:
     assert status == 401 and err["error"]["code"] == "token_invalid"
 
 
+async def test_a_logged_out_refresh_token_is_refused_not_taken_for_theft(api: Api) -> None:
+    """Logout retires a token without a successor: presenting it again (a second tab, a
+    retried request) is refused with 401, and the user's other sessions live on. Only a
+    token that a rotation replaced counts as reuse (the test above)."""
+    laptop = await api.register("gail")
+    status, phone = await api.call(
+        "POST", "/api/login", {"name": "gail", "password": "correct horse"}
+    )
+    assert status == 200
+    status, _ = await api.call("POST", "/api/logout", {"refresh_token": laptop["refresh_token"]})
+    assert status == 200
+    status, err = await api.call("POST", "/api/refresh", {"refresh_token": laptop["refresh_token"]})
+    assert status == 401 and err["error"]["code"] == "token_invalid", err
+    # the phone's session was not ended
+    status, renewed = await api.call(
+        "POST", "/api/refresh", {"refresh_token": phone["refresh_token"]}
+    )
+    assert status == 200, renewed
+    status, _ = await api.call(
+        "GET", "/api/me", headers={"Authorization": f"Bearer {renewed['access_token']}"}
+    )
+    assert status == 200
+
+
+async def test_after_a_theft_stale_sessions_do_not_end_the_new_login(api: Api) -> None:
+    """Reuse of a rotated token ends every session; a token ended that way, presented later
+    by the owner's other device, is refused without ending the owner's fresh login."""
+    first = await api.register("hugo")
+    status, other = await api.call(
+        "POST", "/api/login", {"name": "hugo", "password": "correct horse"}
+    )
+    assert status == 200
+    status, second = await api.call(
+        "POST", "/api/refresh", {"refresh_token": first["refresh_token"]}
+    )
+    assert status == 200
+    status, _ = await api.call("POST", "/api/refresh", {"refresh_token": first["refresh_token"]})
+    assert status == 401  # theft: every session ended
+    status, fresh = await api.call(
+        "POST", "/api/login", {"name": "hugo", "password": "correct horse"}
+    )
+    assert status == 200
+    for stale in (second["refresh_token"], other["refresh_token"]):
+        status, err = await api.call("POST", "/api/refresh", {"refresh_token": stale})
+        assert status == 401 and err["error"]["code"] == "token_invalid", err
+    status, renewed = await api.call(
+        "POST", "/api/refresh", {"refresh_token": fresh["refresh_token"]}
+    )
+    assert status == 200, renewed
+
+
 async def test_logout_revokes_and_closes_sockets(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     s = await api.register("erin")
     closed: list[tuple[int, int]] = []

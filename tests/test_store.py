@@ -522,6 +522,40 @@ async def test_refresh_tokens(store: Store) -> None:
         await store.get_refresh_token("old")
 
 
+async def test_a_rotated_token_is_told_from_a_logged_out_one(store: Store) -> None:
+    """Rotation records the successor; logout and "log out everywhere" do not: the server
+    treats only a rotated token that comes back as theft."""
+    a, _ = await _players(store)
+    far = datetime.now(UTC) + timedelta(days=30)
+    await store.create_refresh_token("r1", a, far)
+    await store.rotate_refresh_token("r1", "r2", far)
+    rotated = await store.get_refresh_token("r1")
+    assert rotated.replaced_by == "r2" and rotated.rotated
+    assert await store.revoke_refresh_token("r2") is True  # logout
+    ended = await store.get_refresh_token("r2")
+    assert ended.revoked_at is not None and ended.replaced_by is None and not ended.rotated
+    await store.create_refresh_token("r3", a, far)
+    assert await store.revoke_user_tokens(a) == 1
+    assert not (await store.get_refresh_token("r3")).rotated
+
+
+async def test_access_revocations_persist_and_are_pruned(store: Store) -> None:
+    a, b = await _players(store)
+    await store.revoke_access_tokens(a, 5_000)
+    await store.revoke_access_tokens(a, 4_000)  # an older time never replaces a newer one
+    await store.revoke_access_tokens(b, 1_000)
+    assert await store.access_revocations(0) == {a: 5_000, b: 1_000}
+    assert await store.access_revocations(2_000) == {a: 5_000}
+    await store.revoke_access_tokens(a, 6_000)
+    assert await store.purge_access_revocations(2_000) == 1  # b's
+    assert await store.access_revocations(0) == {a: 6_000}
+    other = await _second_store(store)  # another process (or a restart) sees them
+    try:
+        assert await other.access_revocations(0) == {a: 6_000}
+    finally:
+        await other.close()
+
+
 async def test_rotation_race_has_one_winner(store: Store) -> None:
     a, _ = await _players(store)
     far = datetime.now(UTC) + timedelta(days=1)

@@ -81,10 +81,14 @@ server implements **rotation with reuse detection** (as in OAuth 2.0 Security BC
 2. ``POST /api/refresh`` with a token: look up its hash. Unknown or expired: ``token_invalid``.
    Active: in one transaction mark it revoked (``revoked_at``, ``replaced_by``), insert a new
    token of the same family, answer a new access token and the new refresh token.
-3. A *revoked* token presented again means that it was stolen (or the legitimate client lost
-   a race, which is indistinguishable): revoke the whole family and answer ``token_invalid``;
-   the user logs in again and the thief's copy is dead too.
-4. Logout revokes the family; a password change revokes all of the user's families.
+3. A token *rotated away* (revoked with a successor recorded in ``replaced_by``) presented
+   again means that it was stolen (or the legitimate client lost a race, which is
+   indistinguishable): revoke every session of the user and answer ``token_invalid``; the
+   user logs in again and the thief's copy is dead too.
+4. Logout revokes the token without a successor: presenting it again is an expected thing
+   (a second tab, a retried request) and is simply refused (``token_invalid``); the user's
+   other sessions live on. The sessions ended by step 3 are refused the same way, so a
+   stale client of the victim does not end the new login as if it were theft again.
 
 Suggested lifetimes: access 15 minutes, refresh 30 days (sliding, each rotation extends it).
 
@@ -675,10 +679,12 @@ class Revocations:
 
     Access tokens are stateless, so a logout cannot delete one: instead the user id is kept
     here with a *not-before* time (epoch milliseconds) until every token issued before it has
-    expired anyway (``ttl_s``, the access-token lifetime). With several instances the bus
-    delivers each revocation to all of them (and keeps it in Redis for instances that start
-    later). A refused token raises :class:`ExpiredTokenError`: the client's other sessions
-    refresh and go on; the session that logged out has no refresh token left."""
+    expired anyway (``ttl_s``, the access-token lifetime). The store keeps each revocation too
+    (table ``access_revocations``), loaded at start, so that a restart does not forget it.
+    With several instances the bus delivers each revocation to all of them (and keeps it in
+    Redis for instances that start later). A refused token raises :class:`ExpiredTokenError`:
+    the client's other sessions refresh and go on; the session that logged out has no refresh
+    token left."""
 
     def __init__(self, ttl_s: int) -> None:
         self.ttl_s = ttl_s
@@ -693,8 +699,12 @@ class Revocations:
         if len(self._not_before) > 1024:
             self.purge(time.time_ns() // 1_000_000)
 
+    def horizon_ms(self, now_ms: int) -> int:
+        """Revocations older than this refuse only tokens that have expired anyway."""
+        return now_ms - self.ttl_s * 1000 - DEFAULT_LEEWAY_S * 1000
+
     def purge(self, now_ms: int) -> None:
-        horizon = now_ms - self.ttl_s * 1000 - DEFAULT_LEEWAY_S * 1000
+        horizon = self.horizon_ms(now_ms)
         for uid in [u for u, nb in self._not_before.items() if nb < horizon]:
             del self._not_before[uid]
 

@@ -75,6 +75,7 @@ class ServerContext:
         )
         ctx = cls(settings=settings, store=store, games=games, secret=secret)
         ctx.revocations = Revocations(settings.access_token_ttl)
+        await ctx.load_revocations()
         ctx.bus = open_bus(settings, ctx.hub, ctx.games, ctx.revocations)
         await ctx.bus.start()
         ctx.start_ratings()
@@ -94,11 +95,23 @@ class ServerContext:
     def __post_init__(self) -> None:
         self.bus = LocalBus(self.hub, self.revocations)
 
-    def revoke_user(self, user_id: int) -> None:
-        """Logout, password change: refuse the user's access tokens issued until now and
-        close their sockets, on every instance."""
-        self.bus.revoke(user_id, time.time_ns() // 1_000_000)
+    async def load_revocations(self) -> None:
+        """Refuse again the access tokens revoked before this start (a restart must not
+        bring a logged-out token back), after pruning the revocations that have outlived
+        every token they refuse."""
+        horizon = self.revocations.horizon_ms(time.time_ns() // 1_000_000)
+        await self.store.purge_access_revocations(horizon)
+        for user_id, not_before_ms in (await self.store.access_revocations(horizon)).items():
+            self.revocations.add(user_id, not_before_ms)
+
+    async def revoke_user(self, user_id: int) -> None:
+        """Logout, theft: refuse the user's access tokens issued until now, durably (the
+        store) and on every instance (the bus), and close their sockets."""
+        now_ms = time.time_ns() // 1_000_000
+        await self.store.revoke_access_tokens(user_id, now_ms)
+        self.bus.revoke(user_id, now_ms)
         self.hub.disconnect_user(user_id, code=1008, reason="logged out")
+        await self.store.purge_access_revocations(self.revocations.horizon_ms(now_ms))
 
     @property
     def engine_state(self) -> str:

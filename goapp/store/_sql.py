@@ -137,7 +137,7 @@ INSERT_TOKEN = (
 )
 GET_TOKEN = f"SELECT {TOKEN} FROM refresh_tokens WHERE token_hash = $1"
 REVOKE_FOR_ROTATION = (
-    "UPDATE refresh_tokens SET revoked_at = $2"
+    "UPDATE refresh_tokens SET revoked_at = $2, replaced_by = $3"
     " WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING user_id"
 )
 REVOKE_TOKEN = (
@@ -147,6 +147,16 @@ REVOKE_USER_TOKENS = (
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
 )
 PURGE_TOKENS = "DELETE FROM refresh_tokens WHERE expires_at < $1"
+
+REVOKE_ACCESS = (
+    "INSERT INTO access_revocations (user_id, not_before_ms) VALUES ($1, $2)"
+    " ON CONFLICT (user_id) DO UPDATE SET not_before_ms = excluded.not_before_ms"
+    " WHERE access_revocations.not_before_ms < excluded.not_before_ms"
+)
+ACCESS_REVOCATIONS = (
+    "SELECT user_id, not_before_ms FROM access_revocations WHERE not_before_ms >= $1"
+)
+PURGE_ACCESS_REVOCATIONS = "DELETE FROM access_revocations WHERE not_before_ms < $1"
 
 
 def update_game_sql(

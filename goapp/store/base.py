@@ -405,9 +405,10 @@ class Store(abc.ABC):
         *,
         now: datetime | None = None,
     ) -> RefreshToken:
-        """Atomically revoke a valid token and issue its successor (same user). ConflictError
-        when the old token is revoked or expired (reuse: the caller should revoke all of the
-        user's tokens), NotFoundError when it is unknown."""
+        """Atomically revoke a valid token and issue its successor (same user), recording
+        the successor in the old token's ``replaced_by``. ConflictError when the old token is
+        revoked or expired (the caller reads it again to tell reuse from logout),
+        NotFoundError when it is unknown."""
 
     @abc.abstractmethod
     async def revoke_refresh_token(self, token_hash: str) -> bool:
@@ -420,6 +421,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def purge_refresh_tokens(self, now: datetime | None = None) -> int:
         """Delete tokens that expired before ``now``; returns how many."""
+
+    # -- access-token revocations (migration 0007) ---------------------------------------------
+
+    @abc.abstractmethod
+    async def revoke_access_tokens(self, user_id: int, not_before_ms: int) -> None:
+        """Refuse ``user_id``'s access tokens issued before ``not_before_ms`` (epoch
+        milliseconds); a later time replaces an earlier one, never the reverse."""
+
+    @abc.abstractmethod
+    async def access_revocations(self, since_ms: int) -> dict[int, int]:
+        """User id -> not-before time (ms) of every revocation at or after ``since_ms``
+        (older ones refuse only tokens that have expired anyway)."""
+
+    @abc.abstractmethod
+    async def purge_access_revocations(self, before_ms: int) -> int:
+        """Delete revocations older than ``before_ms``; returns how many."""
 
     # -- whole-table access for `goapp db copy` -----------------------------------------------
 
@@ -560,7 +577,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "accepted_by",
         "game_id",
     ),
-    "refresh_tokens": ("token_hash", "user_id", "created_at", "expires_at", "revoked_at"),
+    "refresh_tokens": (
+        "token_hash",
+        "user_id",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "replaced_by",
+    ),
     "ratings": ("user_id", "pool", "rating", "rd", "volatility", "games", "updated_at"),
     "rating_history": (
         "game_id",
@@ -662,7 +686,12 @@ def challenge_from_row(r: Sequence[Any]) -> Challenge:
 
 def token_from_row(r: Sequence[Any]) -> RefreshToken:
     return RefreshToken(
-        token_hash=r[0], user_id=r[1], created_at=r[2], expires_at=r[3], revoked_at=r[4]
+        token_hash=r[0],
+        user_id=r[1],
+        created_at=r[2],
+        expires_at=r[3],
+        revoked_at=r[4],
+        replaced_by=r[5],
     )
 
 

@@ -698,7 +698,7 @@ class PostgresStore(Store):
         expires = check_dt(expires_at)
 
         async def tx(conn: asyncpg.Connection) -> RefreshToken:
-            user_id = await conn.fetchval(S.REVOKE_FOR_ROTATION, old_hash, when)
+            user_id = await conn.fetchval(S.REVOKE_FOR_ROTATION, old_hash, when, new_hash)
             if user_id is None:
                 if await conn.fetchrow(S.GET_TOKEN, old_hash) is None:
                     raise NotFoundError("refresh token not found")
@@ -716,6 +716,16 @@ class PostgresStore(Store):
 
     async def purge_refresh_tokens(self, now: datetime | None = None) -> int:
         return await self._execute_count(S.PURGE_TOKENS, now or utcnow())
+
+    async def revoke_access_tokens(self, user_id: int, not_before_ms: int) -> None:
+        await self._execute_count(S.REVOKE_ACCESS, user_id, not_before_ms)
+
+    async def access_revocations(self, since_ms: int) -> dict[int, int]:
+        rows = await self._fetch(S.ACCESS_REVOCATIONS, since_ms)
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    async def purge_access_revocations(self, before_ms: int) -> int:
+        return await self._execute_count(S.PURGE_ACCESS_REVOCATIONS, before_ms)
 
     # -- copy support ------------------------------------------------------------------------
 

@@ -124,6 +124,13 @@ class RefreshToken(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+    #: the hash of the token a rotation issued in its place (migration 0007): revoked with a
+    #: successor = rotated away (presenting it again is reuse); without = ended (logout)
+    replaced_by: str | None = None
+
+    @property
+    def rotated(self) -> bool:
+        return self.revoked_at is not None and self.replaced_by is not None
 
 
 class _Keep(enum.Enum):

@@ -848,7 +848,7 @@ class SQLiteStore(Store):
         check_dt(expires_at)
 
         def job(c: sqlite3.Connection) -> RefreshToken:
-            row = _one(c, S.REVOKE_FOR_ROTATION, (old_hash, when))
+            row = _one(c, S.REVOKE_FOR_ROTATION, (old_hash, when, new_hash))
             if row is None:
                 if _one(c, S.GET_TOKEN, (old_hash,)) is None:
                     raise NotFoundError("refresh token not found")
@@ -870,6 +870,20 @@ class SQLiteStore(Store):
     async def purge_refresh_tokens(self, now: datetime | None = None) -> int:
         args = _args((now or utcnow(),))
         return await self._write(lambda c: c.execute(q(S.PURGE_TOKENS), args).rowcount)
+
+    async def revoke_access_tokens(self, user_id: int, not_before_ms: int) -> None:
+        args = (user_id, not_before_ms)
+        await self._write(lambda c: c.execute(q(S.REVOKE_ACCESS), args).rowcount)
+
+    async def access_revocations(self, since_ms: int) -> dict[int, int]:
+        rows = await self._read(
+            lambda c: c.execute(q(S.ACCESS_REVOCATIONS), (since_ms,)).fetchall()
+        )
+        return {int(uid): int(nb) for uid, nb in rows}
+
+    async def purge_access_revocations(self, before_ms: int) -> int:
+        sql = q(S.PURGE_ACCESS_REVOCATIONS)
+        return await self._write(lambda c: c.execute(sql, (before_ms,)).rowcount)
 
     # -- copy support ------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from aiohttp import web
@@ -28,7 +28,7 @@ from goapp.server.auth import InvalidTokenError, InvalidUsernameError
 from goapp.server.context import ServerContext
 from goapp.server.errors import ApiError
 from goapp.store.errors import ConflictError, NotFoundError
-from goapp.store.records import User
+from goapp.store.records import RefreshToken, User
 
 log = logging.getLogger("goapp.api")
 
@@ -157,7 +157,7 @@ async def refresh(request: web.Request) -> web.Response:
         raise InvalidTokenError("unknown refresh token; log in again") from None
     now = datetime.now(UTC)
     if record.revoked_at is not None:
-        await _reuse_detected(ctx, record.user_id)
+        await _refuse_retired(ctx, record)
     if record.expires_at <= now:
         raise InvalidTokenError("the refresh token has expired; log in again")
     try:
@@ -171,8 +171,14 @@ async def refresh(request: web.Request) -> web.Response:
             "rotate_refresh_token",
             ctx.store.rotate_refresh_token(old_hash, new_hash, expires, now=now),
         )
-    except ConflictError:  # rotated concurrently: indistinguishable from reuse
-        await _reuse_detected(ctx, record.user_id)
+    except ConflictError:  # retired meanwhile: rotated concurrently (reuse), or logged out
+        try:
+            record = await db("get_refresh_token", ctx.store.get_refresh_token(old_hash))
+        except NotFoundError:
+            raise InvalidTokenError("unknown refresh token; log in again") from None
+        if record.revoked_at is not None:
+            await _refuse_retired(ctx, record)
+        raise InvalidTokenError("the refresh token has expired; log in again") from None
     except NotFoundError:
         raise InvalidTokenError("unknown refresh token; log in again") from None
     access = auth.issue_access_token(
@@ -189,11 +195,21 @@ async def refresh(request: web.Request) -> web.Response:
     return json_response(session)
 
 
-async def _reuse_detected(ctx: ServerContext, user_id: int) -> None:
-    """A rotated refresh token came back: it was stolen (or a client lost a race). Revoke
-    every session of the user and refuse (auth.py, "Refresh tokens", step 3)."""
+async def _refuse_retired(ctx: ServerContext, record: RefreshToken) -> NoReturn:
+    """A revoked refresh token was presented: refuse it. One that a rotation replaced came
+    back: it was stolen (or a client lost a race), so every session of the user ends
+    (auth.py, "Refresh tokens", step 3). One ended by a logout is merely refused: an
+    expected thing, not a theft (step 4)."""
+    if record.rotated:
+        await _reuse_detected(ctx, record.user_id)
+    raise InvalidTokenError("this session has ended (logged out); log in again")
+
+
+async def _reuse_detected(ctx: ServerContext, user_id: int) -> NoReturn:
+    """Revoke every session of ``user_id`` and refuse."""
     count = await db("revoke_user_tokens", ctx.store.revoke_user_tokens(user_id))
-    ctx.revoke_user(user_id)  # the thief's access token too, on every instance
+    # the thief's access token too, durably and on every instance
+    await db("revoke_access_tokens", ctx.revoke_user(user_id))
     log.warning(
         "refresh token reuse: every session of the user revoked",
         extra={"user_id": user_id, "revoked": count},
@@ -210,12 +226,10 @@ async def logout(request: web.Request) -> web.Response:
     except NotFoundError:
         return json_response(Ok(ok=True))  # already gone: logging out is idempotent
     await db("revoke_refresh_token", ctx.store.revoke_refresh_token(token_hash))
-    try:
-        # refuse the user's access tokens issued until now and close their sockets, on
-        # every instance (the user's other sessions refresh and go on)
-        ctx.revoke_user(record.user_id)
-    except Exception:
-        log.exception("closing the sockets of a user who logged out failed")
+    # refuse the user's access tokens issued until now (durably: a restart must not revive
+    # them) and close their sockets, on every instance; the user's other sessions refresh
+    # and go on. A store failure answers 503 and the client retries: logout is idempotent.
+    await db("revoke_access_tokens", ctx.revoke_user(record.user_id))
     return json_response(Ok(ok=True))
 
 
