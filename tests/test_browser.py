@@ -16,6 +16,7 @@ Playwright the tests skip, except in CI (``CI`` set), where they fail.
 
 from __future__ import annotations
 
+import http.server
 import itertools
 import json
 import os
@@ -23,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -164,16 +166,35 @@ def browser() -> Iterator[Browser]:
             b.close()
 
 
+#: Reports every Content-Security-Policy violation of a page to its console (the server's
+#: CSP forbids inline scripts and styles: anything the app still does that way shows here).
+CSP_WATCH = """
+document.addEventListener("securitypolicyviolation", (e) => console.error(
+  `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}` +
+  ` at ${e.sourceFile}:${e.lineNumber}`));
+"""
+
+
+def is_csp_report(text: str) -> bool:
+    """A console line about a CSP violation (ours, or Chromium's own "Refused to ...")."""
+    return text.startswith("CSP violation") or "Content Security Policy" in text
+
+
 class Player:
-    """One browser context (one person) and its page, collecting page errors."""
+    """One browser context (one person) and its page, collecting page errors and CSP
+    violations (tests assert ``errors == []``)."""
 
     def __init__(self, browser: Browser, base: str, **context_args: Any) -> None:
         self.base = base
         self.context: BrowserContext = browser.new_context(**context_args)
         self.context.set_default_timeout(TIMEOUT_MS)
+        self.context.add_init_script(CSP_WATCH)
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on(
+            "console", lambda msg: self.errors.append(msg.text) if is_csp_report(msg.text) else None
+        )
 
     def goto(self, path: str) -> None:
         self.page.goto(self.base + path)
@@ -857,3 +878,57 @@ def test_the_session_outlives_its_access_token(short_token_server: str, browser:
         assert erin.errors == []
     finally:
         erin.close()
+
+
+class _Framer(http.server.BaseHTTPRequestHandler):
+    """Another site: ``/`` frames goapp and a page of its own (``/inner``)."""
+
+    target = ""
+
+    def do_GET(self) -> None:
+        if self.path == "/inner":
+            body = b"<!doctype html><p id='inner'>framed fine</p>"
+        else:
+            body = (
+                "<!doctype html><iframe id='own' src='/inner'></iframe>"
+                f"<iframe id='goapp' src='{self.target}/'></iframe>"
+            ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_another_site_cannot_frame_the_app(server: str, browser: Browser) -> None:
+    """The CSP's frame-ancestors 'none' (and X-Frame-Options): a page of another origin
+    that frames the game (to overlay it and steal a click: a move, a resignation) gets an
+    empty frame, while a frame of its own loads (the check can tell the two apart)."""
+    handler = type("Framer", (_Framer,), {"target": server})
+    framer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=framer.serve_forever, daemon=True)
+    thread.start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda msg: console.append(msg.text))
+        with page.expect_response(lambda r: r.url.startswith(server)) as goapp_response:
+            page.goto(f"http://127.0.0.1:{framer.server_address[1]}/")
+        assert goapp_response.value.status == 200  # the server answered; the browser refused
+        own = page.frame_locator("#own")
+        expect(own.locator("#inner")).to_have_text("framed fine")
+        frame = next(f for f in page.frames if f.url.startswith(server) or "error" in f.url)
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not any("frame-ancestors" in line for line in console):
+            assert time.monotonic() < deadline, console
+            page.wait_for_timeout(50)
+        assert frame.locator("#header").count() == 0
+        assert frame.locator("html[data-ready='1']").count() == 0
+    finally:
+        context.close()
+        framer.shutdown()
+        framer.server_close()

@@ -132,3 +132,43 @@ def test_the_app_needs_nothing_from_the_network() -> None:
             for url in re.findall(r"https?://[^\s\"')]+", text):
                 assert url.startswith("http://www.w3.org/"), (p.name, url)
             assert "@import" not in text and "@font-face" not in text, p.name
+
+
+async def test_every_response_carries_the_csp_and_forbids_framing(client: TestClient) -> None:
+    """Pages, static files, API answers and errors: a framed page could be clicked into a
+    move or a resignation by a hidden overlay (clickjacking)."""
+    prefix = re.search(
+        r'src="(/static/v-[0-9a-f]{12})/app\.js"', await (await client.get("/")).text()
+    )
+    assert prefix
+    for path, status in (
+        ("/", 200),
+        ("/game/12", 200),
+        (f"{prefix.group(1)}/app.js", 200),
+        ("/static/styles.css", 200),
+        ("/healthz", 200),
+        ("/api/games", 200),
+        ("/api/me", 401),
+        ("/no/such/page", 404),
+    ):
+        r = await client.get(path)
+        assert r.status == status, path
+        assert r.headers.getall("Content-Security-Policy") == [spa.CONTENT_SECURITY_POLICY], path
+        assert r.headers.getall("X-Frame-Options") == ["DENY"], path
+        assert r.headers["X-Content-Type-Options"] == "nosniff", path
+    policy = dict(d.strip().split(" ", 1) for d in spa.CONTENT_SECURITY_POLICY.split(";"))
+    assert policy["default-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    assert "unsafe" not in spa.CONTENT_SECURITY_POLICY
+
+
+def test_the_app_has_no_inline_script_or_style() -> None:
+    """The CSP allows neither: scripts and styles come from files (a browser test checks
+    that no violation is reported while the app runs)."""
+    html = (WEB / "index.html").read_text()
+    for tag in re.findall(r"<script\b[^>]*>", html):
+        assert "src=" in tag, tag
+    assert "<style" not in html and " style=" not in html and not re.search(r" on\w+=", html)
+    for js in WEB.rglob("*.js"):
+        text = js.read_text()
+        assert not re.search(r"""\bstyle\s*:\s*["'`]""", text), js.name  # style attributes
+        assert "innerHTML" not in text and "eval(" not in text, js.name

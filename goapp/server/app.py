@@ -67,6 +67,7 @@ def create_app(ctx: ServerContext) -> web.Application:
     """The HTTP application (API, health, WebSocket at /ws, the browser app)."""
     app = web.Application(client_max_size=256 * 1024)
     app[CTX] = ctx
+    spa.add_security_headers(app)  # CSP, no framing: on every response
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     api.setup_routes(app)
@@ -81,6 +82,7 @@ def create_ws_app(ctx: ServerContext) -> web.Application:
     """The application of the dedicated WebSocket port: the gateway and health only."""
     app = web.Application(client_max_size=64 * 1024)
     app[CTX] = ctx
+    spa.add_security_headers(app)
     app.router.add_get("/healthz", healthz)
     ws.setup_routes(app)
     return app

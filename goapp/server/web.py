@@ -9,6 +9,11 @@
   development) changes every URL and browsers never run stale modules. ``/static/<path>``
   without a fingerprint works too, with ``no-cache`` (revalidated by ETag / Last-Modified).
 * ``index.html`` itself is ``no-cache``.
+* Every response of the server carries :data:`SECURITY_HEADERS` (:func:`add_security_headers`):
+  a strict Content-Security-Policy (the app loads nothing from elsewhere, runs no inline
+  script or style) that also forbids framing (``frame-ancestors 'none'``, and
+  ``X-Frame-Options: DENY`` for old browsers), so no other site can frame the board and
+  trick a player into a move or a resignation. nginx/goapp.conf sends the same.
 
 The files are found with :mod:`importlib.resources`, so this works from a wheel, an editable
 install and the PyInstaller binary (built with ``--collect-data goapp``). See docs/web.md.
@@ -24,7 +29,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ["SPA_ROUTES", "WEB_DIR", "setup_routes", "web_dir"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "SECURITY_HEADERS",
+    "SPA_ROUTES",
+    "WEB_DIR",
+    "add_security_headers",
+    "setup_routes",
+    "web_dir",
+]
 
 #: Paths of the app that the browser may load directly (bookmarks, reloads, shared links).
 SPA_ROUTES = (
@@ -44,6 +57,21 @@ SPA_ROUTES = (
 STATIC_PLACEHOLDER = "__STATIC__"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
+
+#: Scripts, styles, images, fonts, fetches and WebSockets from this origin only ('self'
+#: covers ws:/wss: to the same host and port in CSP Level 3 browsers); no plugins, no
+#: <base>, forms post here only, and no page may frame this one. Keep in step with
+#: nginx/goapp.conf (a test compares them).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 WEB_DIR = web.AppKey("web_dir", Path)
 _EXIT = web.AppKey("web_exit_stack", contextlib.ExitStack)
@@ -100,11 +128,7 @@ async def index(request: web.Request) -> web.Response:
         text=text.replace(STATIC_PLACEHOLDER, prefix),
         content_type="text/html",
         charset="utf-8",
-        headers={
-            "Cache-Control": REVALIDATE,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin",
-        },
+        headers={"Cache-Control": REVALIDATE},
     )
 
 
@@ -117,10 +141,7 @@ async def static(request: web.Request) -> web.StreamResponse:
         rel, versioned = rest, True
     path = _resolve(request.app[WEB_DIR], rel)
     ctype, _ = mimetypes.guess_type(path.name)
-    headers = {
-        "Cache-Control": IMMUTABLE if versioned else REVALIDATE,
-        "X-Content-Type-Options": "nosniff",
-    }
+    headers = {"Cache-Control": IMMUTABLE if versioned else REVALIDATE}
     if ctype:
         headers["Content-Type"] = (
             ctype if not ctype.startswith("text/") else f"{ctype}; charset=utf-8"
@@ -141,3 +162,14 @@ def setup_routes(app: web.Application) -> None:
     for route in SPA_ROUTES:
         app.router.add_get(route, index)
     app.router.add_get("/static/{path:.+}", static)
+
+
+async def _set_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def add_security_headers(app: web.Application) -> None:
+    """Send :data:`SECURITY_HEADERS` with every response of ``app``: pages, API answers,
+    static files, errors (``on_response_prepare`` sees them all)."""
+    app.on_response_prepare.append(_set_security_headers)

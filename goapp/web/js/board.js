@@ -54,9 +54,9 @@ export class BoardView {
     el("stop", { offset: "60%", "stop-color": "#eeeae2" }, wg);
     el("stop", { offset: "100%", "stop-color": "#b9b4aa" }, wg);
     const wood = el("linearGradient", { id: `${id}-wood`, x1: "0", y1: "0", x2: "1", y2: "1" }, d);
-    el("stop", { offset: "0%", style: "stop-color: var(--wood-1)" }, wood);
-    el("stop", { offset: "55%", style: "stop-color: var(--wood-2)" }, wood);
-    el("stop", { offset: "100%", style: "stop-color: var(--wood-3)" }, wood);
+    el("stop", { offset: "0%", class: "wood-1" }, wood);
+    el("stop", { offset: "55%", class: "wood-2" }, wood);
+    el("stop", { offset: "100%", class: "wood-3" }, wood);
     const f = el("filter", { id: `${id}-grain`, x: "0", y: "0", width: "100%", height: "100%" }, d);
     el("feTurbulence", { type: "fractalNoise", baseFrequency: "0.004 0.09", numOctaves: "3", seed: "7" }, f);
     el("feColorMatrix", { type: "matrix", values: "0 0 0 0 0.35  0 0 0 0 0.2  0 0 0 0 0.05  0 0 0 0.9 -0.28" }, f);
