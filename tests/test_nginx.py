@@ -1,7 +1,8 @@
 """The shipped Nginx site (nginx/goapp.conf) run by the real Debian nginx, unprivileged, in
 front of a real ``goapp serve``: plain HTTP redirects to HTTPS, HTTPS carries HSTS and
 reaches goapp (/readyz), a ``wss://`` WebSocket reaches goapp's gateway through the upgrade,
-the login rate limit answers 429, and /metrics is not public.
+the login rate limit answers 429, /metrics is not public, and every response carries the
+Content-Security-Policy that forbids framing.
 
 The site file is used as shipped; only its ports, certificate paths and webroot are
 substituted (each substitution must match, so the test follows the file). A throwaway CA
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
+from goapp.server.web import CONTENT_SECURITY_POLICY
 
 try:
     from .services import free_port, unavailable
@@ -242,6 +245,24 @@ def test_metrics_are_not_public(site: Site) -> None:
         urllib.request.urlopen(f"{site.https}/metrics", context=site.ssl_context(), timeout=5)
     assert err.value.code == 404
     assert err.value.headers["Strict-Transport-Security"]  # on errors too ("always")
+
+
+def test_every_response_carries_the_csp_once(site: Site) -> None:
+    """The site's Content-Security-Policy and X-Frame-Options on goapp's answers (goapp's
+    own copies dropped: each header once) and on Nginx's own (the /metrics 404), equal to
+    what goapp sends without Nginx."""
+    for path, status in (("/", 200), ("/readyz", 200), ("/game/1", 200), ("/metrics", 404)):
+        try:
+            with urllib.request.urlopen(
+                f"{site.https}{path}", context=site.ssl_context(), timeout=5
+            ) as resp:
+                code, headers = resp.status, resp.headers
+        except urllib.error.HTTPError as exc:
+            code, headers = exc.code, exc.headers
+        assert code == status, path
+        assert headers.get_all("Content-Security-Policy") == [CONTENT_SECURITY_POLICY], path
+        assert headers.get_all("X-Frame-Options") == ["DENY"], path
+        assert headers.get_all("X-Content-Type-Options") == ["nosniff"], path
 
 
 async def test_websocket_upgrade_reaches_the_gateway(site: Site) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -75,6 +76,67 @@ def test_serve_starts_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+@pytest.mark.timeout(90)
+def test_data_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Under umask 022 (``make serve``, Docker) the data directory is made 0700 and the
+    database with its -wal/-shm, the token secret and a backup 0600: other local users
+    cannot read password hashes or forge tokens."""
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
+    env["GOAPP_ENGINE"] = "none"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "goapp", "serve", "--port", str(port)),
+            *("--ws-port", "0", "--data-dir", str(data_dir)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        umask=0o022,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while get_status(f"http://127.0.0.1:{port}/readyz") != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/register",
+            data=json.dumps({"name": "umask", "password": "correct horse"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201  # a write: the -wal file exists
+        backups = tmp_path / "backups"
+        backups.mkdir()
+        subprocess.run(
+            [*(sys.executable, "-m", "goapp", "db", "backup", "--to", str(backups))],
+            check=True,
+            capture_output=True,
+            env={**env, "GOAPP_DATA_DIR": str(data_dir)},
+            umask=0o022,
+            timeout=60,
+        )
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.iterdir()}
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert {"goapp.db", "goapp.db-wal", "goapp.db-shm", "jwt_secret"} <= set(modes), modes
+        assert all(mode == 0o600 for mode in modes.values()), {
+            name: oct(mode) for name, mode in modes.items()
+        }
+        (backup,) = backups.iterdir()
+        assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+def get_status(url: str) -> int:
+    try:
+        return get(url)[0]
+    except OSError:
+        return 0
 
 
 async def test_readyz_reports_an_unavailable_database(

@@ -22,6 +22,7 @@ from goapp.game.fairplay import FairPlay
 from goapp.game.service import GameService
 from goapp.match.service import AutomatchService
 from goapp.obs import metrics
+from goapp.private_files import make_private_dir
 from goapp.rating.service import RatingService
 from goapp.server.auth import Revocations, load_or_create_secret
 from goapp.server.hub import Hub
@@ -60,7 +61,7 @@ class ServerContext:
         """Create the data directory, open and migrate the store, load the token secret,
         start the engine in the background (``search_cwd``: also look for a KataGo
         installation in ./.katago, as ``goapp serve`` does)."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.data_dir)  # 0700 whatever the umask
         if settings.jwt_secret:
             secret = _secret_from_setting(settings.jwt_secret)
         else:

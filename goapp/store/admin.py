@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from goapp.private_files import create_private_file
+
 from . import backend_of, open_store, sqlite_path
 from .base import PRIMARY_KEYS, TABLES, Store, us_to_dt
 from .errors import MigrationError, NotFoundError, StoreError, StoreUnavailableError
@@ -209,6 +211,7 @@ def _backup_sqlite(path: Path, target: Path) -> dict[str, Any]:
     tmp = target.with_name(target.name + ".partial")
     tmp.unlink(missing_ok=True)
     try:
+        create_private_file(tmp)  # 0600 whatever the umask: the backup holds every account
         src = sqlite3.connect(str(path), timeout=30)
         try:
             dst = sqlite3.connect(str(tmp))

@@ -36,6 +36,8 @@ from urllib.parse import quote
 
 import aiosqlite
 
+from goapp.private_files import create_private_file, make_private_dir
+
 from . import _sql as S
 from . import _sql_automatch as SA
 from .base import (
@@ -316,9 +318,11 @@ class SQLiteStore(Store):
         if str(self.path) in ("", ":memory:") or str(self.path).startswith("file:"):
             raise ValueError("the SQLite store needs a file path (WAL does not work in memory)")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
+            # 0600 whatever the umask; SQLite gives the -wal and -shm files the same mode
+            create_private_file(self.path)
         except OSError as e:
-            raise StoreUnavailableError(f"cannot create directory {self.path.parent}: {e}") from e
+            raise StoreUnavailableError(f"cannot create {self.path}: {e}") from e
         self._writer = await aiosqlite.connect(
             str(self.path), isolation_level=None, timeout=self._busy_ms / 1000
         )
