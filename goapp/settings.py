@@ -56,6 +56,25 @@ def _networks(value: Any) -> None:
                 raise SettingsError(f"not an address or network: {part.strip()!r}") from exc
 
 
+def listen_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6) as (host, port); raises ``ValueError``."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be HOST:PORT (127.0.0.1:9464, [::1]:9464) or empty")
+    return host, int(port)
+
+
+def _listen_or_empty(value: Any) -> None:
+    if value:
+        listen_address(value)
+
+
+def _token_or_empty(value: Any) -> None:
+    if value and len(value) < 32:
+        raise ValueError("must be at least 32 characters (openssl rand -hex 32)")
+
+
 def _one_of(*choices: str) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if value not in choices:
@@ -180,6 +199,21 @@ class Settings:
     instance_id: str = setting(
         "",
         "Name of this instance among several (logs, presence, leases). Empty: HOSTNAME-PID.",
+    )
+    metrics_listen: str = setting(
+        "127.0.0.1:9464",
+        "Address (HOST:PORT) of the Prometheus listener, which serves /metrics and nothing "
+        "else. Keep it on loopback or a private network. Empty: no metrics listener. The HTTP "
+        "port answers 404 for /metrics unless metrics_token is set.",
+        validator=_listen_or_empty,
+    )
+    metrics_token: str = setting(
+        "",
+        "Bearer token for /metrics (at least 32 characters). Set, /metrics is also served on "
+        "the HTTP port, and every scrape, on either port, must send Authorization: Bearer "
+        "TOKEN. Empty: no token, and /metrics only on metrics_listen.",
+        secret=True,
+        validator=_token_or_empty,
     )
     log_level: str = setting(
         "info", "Log level.", validator=_one_of("debug", "info", "warning", "error")

@@ -10,14 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from goapp.server import auth
 from goapp.server.api.common import RATE_LIMITER
-from goapp.server.app import create_app
+from goapp.server.app import create_app, create_metrics_app
 from goapp.server.context import ServerContext
 from goapp.server.ratelimit import RateLimiter
 from goapp.settings import load_settings
+
+
+async def scrape_metrics(ctx: ServerContext) -> str:
+    """``GET /metrics`` from the metrics listener's app (``metrics_listen``) of ``ctx``."""
+    async with (
+        TestClient(TestServer(create_metrics_app(ctx))) as client,
+        client.get("/metrics") as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        return await resp.text()
+
 
 FAST_N = 2**10
 BYOYOMI = {"system": "byoyomi", "main_s": 600, "periods": 3, "period_s": 30}

@@ -64,6 +64,7 @@ class Instance:
     def start(self, timeout: float = 60) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
         env.update({"GOAPP_LOG_LEVEL": "warning", "GOAPP_ENGINE": "none"})
+        env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # not the default 9464: several run at once
         env.update(self.env)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

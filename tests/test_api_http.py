@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from api_support import Api, fast_scrypt, make_api
+from api_support import Api, fast_scrypt, make_api, scrape_metrics
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -113,9 +113,7 @@ async def test_request_id_metrics_and_internal_errors(
         REQUEST_ID.reset(token)
     assert json.loads(line)["request_id"] == "req-xyz"
 
-    async with api.client.get("/metrics") as resp:
-        assert resp.status == 200
-        text = await resp.text()
+    text = await scrape_metrics(api.ctx)
     assert 'goapp_http_requests_total{route="/api/challenges",status="200"}' in text
     assert 'goapp_http_requests_total{route="/api/challenges",status="500"}' in text
     assert 'route="(unmatched)"' in text or "/api/nothing" not in text

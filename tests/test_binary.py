@@ -165,7 +165,10 @@ class Server:
         self.notify.bind(str(self.notify_path))
         self.log = (workdir / "server.log").open("a")
         env = clean_env(
-            TMPDIR=str(workdir / "tmp"), NOTIFY_SOCKET=str(self.notify_path), WATCHDOG_USEC="400000"
+            TMPDIR=str(workdir / "tmp"),
+            NOTIFY_SOCKET=str(self.notify_path),
+            WATCHDOG_USEC="400000",
+            GOAPP_METRICS_LISTEN="127.0.0.1:0",  # any free port, not the default 9464
         )
         serve = ["./goapp", "serve", "--port", str(self.port), "--ws-port", "0"]
         serve += ["--data-dir", str(workdir / "data")]

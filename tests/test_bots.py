@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from api_support import fast_scrypt, make_api
+from api_support import fast_scrypt, make_api, scrape_metrics
 from engine_support import bot_setup, human_turn, katago_backend, until
 
 from goapp.engine.errors import EngineUnavailableError
@@ -314,8 +314,8 @@ async def test_readyz_engine_states(
         await until(lambda: state_is("up"), 300, "up")
         s, bots = await api.call("GET", "/api/bots")
         assert bots["engine"] == "katago" and bots["state"] == "up"
-        s, text = await api.call("GET", "/metrics")
-        assert b"goapp_engine_queue_depth" in text and b"goapp_engine_restarts_total" in text
+        text = await scrape_metrics(api.ctx)
+        assert "goapp_engine_queue_depth" in text and "goapp_engine_restarts_total" in text
 
 
 async def test_undo_against_a_bot_takes_back_two_turns(tmp_path: Path) -> None:

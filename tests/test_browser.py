@@ -112,6 +112,7 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, **extra_env: str) -> Iterat
         "GOAPP_ENGINE": "none",
         "GOAPP_LOG_LEVEL": "warning",
         "GOAPP_SQLITE_SYNCHRONOUS": "NORMAL",
+        "GOAPP_METRICS_LISTEN": "127.0.0.1:0",  # any free port: several servers run at once
         **extra_env,
     }
     log = (data / "server.log").open("wb")

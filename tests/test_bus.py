@@ -35,11 +35,11 @@ from goapp.server.ratelimit import Limit, RateLimiter
 from goapp.settings import load_settings
 
 try:
-    from .api_support import make_api
+    from .api_support import make_api, scrape_metrics
     from .services import RedisServer, unavailable
     from .ws_helpers import closed_code, recv, recv_type, request, token_for
 except ImportError:
-    from api_support import make_api  # type: ignore[no-redef]
+    from api_support import make_api, scrape_metrics  # type: ignore[no-redef]
     from services import RedisServer, unavailable  # type: ignore[no-redef]
     from ws_helpers import (  # type: ignore[no-redef]
         closed_code,
@@ -268,8 +268,7 @@ async def test_moves_cross_instances_in_order_once(cluster: Cluster) -> None:
     assert seqs == [ack["seq"]] == [s1 + 1]
     assert (await recv_type(sock_bob, "event", game_id=game))["seq"] == ack["seq"]
     assert a.bus.received > 0 and b.bus.published > 0
-    async with a.session.get(a.url("/metrics")) as resp:
-        text = await resp.text()
+    text = await scrape_metrics(a.ctx)
     assert "goapp_bus_up 1.0" in text
     assert 'goapp_bus_messages_total{direction="received"}' in text
 

@@ -241,6 +241,7 @@ def test_the_installed_settings_and_secret_start_goapp(tmp_path: Path, dest: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
     env["GOAPP_JWT_SECRET_FILE"] = str(dest / "etc/goapp/jwt_secret")
     env["GOAPP_DATA_DIR"] = str(tmp_path / "data")
+    env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # any free port, not the default 9464
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "goapp", "serve"),

@@ -33,6 +33,7 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
     env["GOAPP_LOG_LEVEL"] = "warning"
     env["GOAPP_ENGINE"] = "none"
+    env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # any free port, not the default 9464
     return env
 
 

@@ -168,6 +168,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
     env["GOAPP_SITE_URL"] = f"https://localhost:{ports['https']}"
     env["GOAPP_ENGINE"] = "none"
+    env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # any free port, not the default 9464
     goapp_log = (d / "goapp.log").open("w")
     goapp = subprocess.Popen(
         [

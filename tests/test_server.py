@@ -42,6 +42,7 @@ def test_serve_starts_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"  # does not exist yet: serve creates it
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
     env["GOAPP_ENGINE"] = "none"
+    env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # any free port, not the default 9464
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "goapp", "serve", "--port", str(port)),
@@ -87,6 +88,7 @@ def test_data_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
     env["GOAPP_ENGINE"] = "none"
+    env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # any free port, not the default 9464
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "goapp", "serve", "--port", str(port)),
@@ -137,6 +139,101 @@ def get_status(url: str) -> int:
         return get(url)[0]
     except OSError:
         return 0
+
+
+def _start(data_dir: Path, port: int, **env_extra: str) -> subprocess.Popen[str]:
+    """``goapp serve`` on ``port``, waited for (its /healthz answers)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
+    env.update(GOAPP_ENGINE="none", **env_extra)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "goapp", "serve", "--port", str(port)),
+            *("--ws-port", "0", "--data-dir", str(data_dir)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while get_status(f"http://127.0.0.1:{port}/healthz") != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"serve did not start: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _scrape(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.timeout(120)
+def test_metrics_have_a_listener_of_their_own(tmp_path: Path) -> None:
+    """/metrics is not on the HTTP port (the one Docker publishes): it answers 404 there,
+    200 on metrics_listen; with metrics_token, both serve it and both require the token; an
+    address in use stops the start with a clear message."""
+    port, metrics_port = free_port(), free_port()
+    app, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}"
+    proc = _start(tmp_path, port, GOAPP_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
+    try:
+        status, body = _scrape(f"{app}/metrics")
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found", body
+        status, body = _scrape(f"{metrics}/metrics")
+        assert status == 200 and b"goapp_http_requests_total" in body
+        assert _scrape(f"{metrics}/")[0] == 404  # nothing else there
+        assert _scrape(f"{metrics}/api/games")[0] == 404
+    finally:
+        _stop(proc)
+
+    token = "m" * 40
+    proc = _start(
+        tmp_path, port, GOAPP_METRICS_LISTEN=f"127.0.0.1:{metrics_port}", GOAPP_METRICS_TOKEN=token
+    )
+    try:
+        for base in (app, metrics):
+            status, body = _scrape(f"{base}/metrics")
+            assert status == 401 and json.loads(body)["error"]["code"] == "token_invalid", base
+            assert _scrape(f"{base}/metrics", "m" * 39 + "x")[0] == 401
+            status, body = _scrape(f"{base}/metrics", token)
+            assert status == 200 and b"goapp_http_requests_total" in body, base
+    finally:
+        _stop(proc)
+
+    with socket.socket() as taken:  # another goapp's metrics listener, say
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
+        env.update(GOAPP_ENGINE="none", GOAPP_METRICS_LISTEN=f"127.0.0.1:{busy}")
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "goapp", "serve", "--port", str(free_port())),
+                *("--ws-port", "0", "--data-dir", str(tmp_path)),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"metrics_listen = '127.0.0.1:{busy}'" in done.stderr, done.stderr[-2000:]
 
 
 async def test_readyz_reports_an_unavailable_database(

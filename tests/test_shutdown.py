@@ -54,6 +54,7 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
         env.update(GOAPP_ENGINE="none", GOAPP_LOG_LEVEL="warning")
+        env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # any free port, not the default 9464
         self.log = (data_dir.parent / "server.log").open("a")
         argv = [sys.executable, "-m", "goapp", "serve", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--ws-port", "0", "--data-dir", str(data_dir)]

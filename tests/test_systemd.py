@@ -258,6 +258,7 @@ def test_serve_notifies_systemd_and_withholds_the_watchdog_while_the_database_is
     listener = NotifyListener(tmp_path / "notify")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
     env.update(NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC="1000000")  # every 0.5 s
+    env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # any free port, not the default 9464
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
         [

@@ -2,8 +2,10 @@
 
 One process serves the HTTP API and the browser app on ``port``, the WebSocket gateway at
 ``/ws`` on the same port and, when ``ws_port`` is set, on a port of its own (so that Nginx
-can route sockets separately). A background task ends games whose clock ran out, whether or
-not anyone is connected.
+can route sockets separately). Prometheus metrics have a listener of their own
+(``metrics_listen``, loopback by default): the HTTP port, which the Docker image publishes,
+answers 404 for ``/metrics`` unless ``metrics_token`` is set. A background task ends games
+whose clock ran out, whether or not anyone is connected.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from goapp.obs.logging import setup_logging
 from goapp.obs.systemd import Notifier, watchdog_loop
 from goapp.server import api, ws
 from goapp.server import web as spa
-from goapp.server.api.common import RATE_LIMITER
+from goapp.server.api import meta
+from goapp.server.api.common import RATE_LIMITER, api_middleware
 from goapp.server.context import CTX, ServerContext
-from goapp.settings import Settings
+from goapp.settings import Settings, SettingsError, listen_address
 from goapp.store.errors import StoreError
 
 log = logging.getLogger("goapp.server")
@@ -71,6 +74,8 @@ def create_app(ctx: ServerContext) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     api.setup_routes(app)
+    if ctx.settings.metrics_token:  # otherwise /metrics is only on the metrics listener
+        app.router.add_get("/metrics", meta.metrics)
     # several instances: rate-limit buckets in Redis, shared by all (goapp.server.ratelimit)
     app[RATE_LIMITER].shared = getattr(ctx.bus, "buckets", None)
     ws.setup_routes(app)
@@ -86,6 +91,41 @@ def create_ws_app(ctx: ServerContext) -> web.Application:
     app.router.add_get("/healthz", healthz)
     ws.setup_routes(app)
     return app
+
+
+def create_metrics_app(ctx: ServerContext) -> web.Application:
+    """The application of the metrics listener: ``/metrics`` and nothing else."""
+    app = web.Application(client_max_size=4 * 1024)
+    app[CTX] = ctx
+    app.middlewares.append(api_middleware)  # the one error shape, request metrics
+    spa.add_security_headers(app)
+    app.router.add_get("/metrics", meta.metrics)
+    return app
+
+
+async def start_metrics_listener(ctx: ServerContext) -> web.AppRunner | None:
+    """Serve :func:`create_metrics_app` on ``metrics_listen`` (None when it is empty).
+    An address that cannot be used is a configuration error: goapp does not start."""
+    listen = ctx.settings.metrics_listen
+    if not listen:
+        return None
+    host, port = listen_address(listen)
+    runner = web.AppRunner(
+        create_metrics_app(ctx), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SettingsError(
+            f"metrics_listen = {listen!r}: cannot listen there ({exc.strerror or exc}); "
+            "choose a free address (another goapp on this machine needs its own), or set "
+            "it empty to turn the metrics listener off"
+        ) from None
+    bound = ", ".join(f"{a[0]}:{a[1]}" for a in runner.addresses)
+    log.info("metrics listening", extra={"metrics": bound})
+    return runner
 
 
 async def sweep_timeouts(ctx: ServerContext) -> None:
@@ -149,6 +189,9 @@ async def serve(settings: Settings) -> None:
             runners.append(ws_runner)
             await ws_runner.setup()
             await web.TCPSite(ws_runner, settings.host, settings.ws_port).start()
+        metrics_runner = await start_metrics_listener(ctx)
+        if metrics_runner is not None:
+            runners.append(metrics_runner)
         sweeper = asyncio.create_task(sweep_timeouts(ctx), name="timeout-sweeper")
         if settings.gc_freeze:
             tune_gc()

@@ -39,5 +39,4 @@ def setup_routes(app: web.Application, *, rate_limiter: RateLimiter | None = Non
     app[ROUTES] = routes
     for r in routes:
         app.router.add_route(r.method, r.path, r.handler)
-    app.router.add_get("/metrics", meta.metrics)
     app[games.SGF_SLOTS] = asyncio.Semaphore(games.SGF_PARALLEL)

@@ -289,8 +289,9 @@ ROUTES = [
         body=RefreshBody,
         response=Session,
         errors=(400, 401),
-        description="A refresh token works once. Presenting a used one ends every session "
-        "of the user (theft detection).",
+        description="A refresh token works once. Presenting one that a rotation already "
+        "replaced ends every session of the user (theft detection); a logged-out one is "
+        "merely refused (401).",
     ),
     Route(
         "POST",
@@ -300,7 +301,10 @@ ROUTES = [
         "accounts",
         body=RefreshBody,
         response=Ok,
-        errors=(400, 401),
+        errors=(400, 401, 503),
+        description="Also refuses the user's access tokens issued before it, on every "
+        "instance and across restarts (the user's other sessions refresh and go on). "
+        "Idempotent: retry after a 503.",
     ),
     Route(
         "GET",
