@@ -209,7 +209,8 @@ def test_game_score_counts_captures_under_territory_rules() -> None:
         ("Draw", None, ResultReason.DRAW, None, "0"),
         ("Void", None, ResultReason.VOID, None, "Void"),
         ("?", None, ResultReason.UNKNOWN, None, "?"),
-        ("B+0", None, ResultReason.DRAW, None, "0"),
+        ("B+0", Color.BLACK, ResultReason.WIN, None, "B+"),  # Fox: a win without a count
+        ("W+0.0", Color.WHITE, ResultReason.WIN, None, "W+"),
         ("b + 3,5", Color.BLACK, ResultReason.SCORE, 3.5, "B+3.5"),
         ("W+Timeout", Color.WHITE, ResultReason.TIME, None, "W+T"),
         ("No result", None, ResultReason.VOID, None, "Void"),

@@ -15,10 +15,12 @@ from goapp.rules import Color, Result, ResultReason
 from goapp.rules.rulesets import KoRule, Rules, ScoringRule
 from goapp.rules.sgf import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_POINT_BUDGET,
     GameInfo,
     GameRecord,
     Move,
     Node,
+    PointBudget,
     SgfError,
     expand_points,
     parse_collection,
@@ -166,18 +168,16 @@ def test_write_sgf_bytes_rewrites_charset() -> None:
         ("   \n  ", 1, 1, "empty input"),
         ("GM[1]", 1, 1, "expected '('"),
         (";B[aa]", 1, 1, "expected '('"),
-        ("garbage (;B[aa])", 1, 1, "expected '('"),
+        ("garbage B[aa])", 1, 1, "expected '('"),
         ("(", 1, 2, "expected ';' after '('"),
         ("()", 1, 2, "expected ';' to start a node"),
         ("((;B[aa]))", 1, 2, "expected ';' to start a node"),
         ("(;B[aa]", 1, 8, "not closed with ')'"),
         ("(;B[aa](;W[bb])", 1, 16, "1 game tree(s) not closed"),
-        ("(;B[aa]))", 1, 9, "unbalanced ')'"),
-        ("(;B[aa])\n)", 2, 1, "unbalanced ')'"),
+        ("))", 1, 1, "unbalanced ')'"),
         ("(;GM[1]\n;B[aa]\n;C[unterminated comment ))", 3, 3, "unterminated value of property C"),
         ("(;GM[1]\n;B[aa][bb", 2, 7, "unterminated property value"),
         ("(;B[aa]W)", 1, 8, "property W has no value"),
-        ("(;B[aa][bb])x", 1, 13, "expected '('"),
         ("(;B[aa]#)", 1, 8, "unexpected character '#'"),
         ("(;B[aa]é)", 1, 8, "unexpected character 'é'"),
         ("(;B[aa]\x00)", 1, 8, "U+0000"),
@@ -525,8 +525,10 @@ def test_rules_default_and_custom_roundtrip() -> None:
     assert rules_to_sgf(Rules.from_name("new-zealand")) == "NZ"
     custom = Rules(ko=KoRule.SIMPLE, scoring=ScoringRule.TERRITORY, suicide=True, button=True)
     text = rules_to_sgf(custom)
-    assert text.startswith("{") and '"ko":"SIMPLE"' in text
+    assert text == "koSIMPLEscoreTERRITORYtaxNONEsui1button1"  # KataGo's own short form
     assert rules_from_sgf(text) == (custom, True)
+    json_text = '{"ko":"SIMPLE","scoring":"TERRITORY","tax":"NONE","suicide":true,"hasButton":true}'
+    assert rules_from_sgf(json_text) == (custom, True)
     assert rules_from_sgf('{"ko": "BOGUS"}')[1] is False
     assert rules_from_sgf("{not json")[1] is False
 
@@ -718,10 +720,11 @@ def test_record_warnings() -> None:
     record = read_record("(;KM[lots]RU[Ing]HA[x];B[aa];AB[bb];W[cc])")
     assert record.info.komi == 0 and record.info.handicap == 0
     assert record.info.rules_name == "Ing" and not record.info.rules_known
-    assert len(record.warnings) == 3
+    assert len(record.warnings) == 2
     assert any("KM[lots]" in w for w in record.warnings)
     assert any("RU[Ing]" in w for w in record.warnings)
-    assert any("before move 2" in w for w in record.warnings)
+    # set-up after the root is no longer skipped: it is part of the record
+    assert [(s.before_move, s.black) for s in record.setups] == [(1, [(1, 1)])]
 
 
 def test_record_defaults_and_colours() -> None:
@@ -948,11 +951,7 @@ def test_replay_errors_and_fill_passes() -> None:
     assert game.move_number == 3
     with pytest.raises(SgfError, match="is illegal"):
         replay(read_record("(;SZ[9];B[aa];W[aa])"))
-    with pytest.raises(SgfError, match="AW/AE"):
-        replay(read_record(corpus("compressed_setup.sgf")))
-    with pytest.raises(SgfError, match="single black stone"):
-        replay(read_record("(;SZ[9]AB[cc];W[dd])"))
-    with pytest.raises(SgfError, match="cannot set up the game"):
+    with pytest.raises(SgfError, match="not supported: 2 to 25 only"):
         replay(read_record("(;SZ[52];B[aa])"))
 
 
@@ -969,3 +968,170 @@ def test_record_result_is_the_core_result() -> None:
     game = replay(read_record("(;SZ[9]KM[6.5];B[ee];W[];B[])"))
     info = GameInfo(width=9, height=9, komi=6.5, result=game.result())
     assert read_record(record_to_sgf(info, [])).info.result == game.result()
+
+
+# --------------------------------------------------------------------------- files as they exist
+# Shapes of real files from public collections (issue 15), each written small here.
+
+
+def _stones(game: object) -> tuple[list[str], list[str]]:
+    """(black, white) stones of a replayed game, as sorted SGF points."""
+    from goapp.rules import Game
+
+    assert isinstance(game, Game)
+    board = game.board
+    return (
+        sorted(point_to_sgf(game.xy(loc)) for loc in board.stones(Color.BLACK)),
+        sorted(point_to_sgf(game.xy(loc)) for loc in board.stones(Color.WHITE)),
+    )
+
+
+def test_point_list_bomb_is_refused_before_any_expansion() -> None:
+    """SZ[52] passes the SGF size check but no board of the core: refused first, so the
+    142,857 rectangles of a 1 MB upload are never expanded (no point is visited)."""
+    bomb = "(;GM[1]SZ[52]AB" + "[aa:ZZ]" * 142_857 + ")"
+    assert len(bomb) < 1024 * 1024
+    root = parse_sgf(bomb)
+    budget = PointBudget(DEFAULT_POINT_BUDGET)
+    with pytest.raises(SgfError, match=r"SZ\[52\] is not supported: 2 to 25 only"):
+        GameRecord.from_tree(root, point_budget=budget)
+    assert budget.spent == 0
+
+
+def test_point_list_expansion_is_bounded_by_the_board() -> None:
+    # the same rectangle 142,857 times is expanded once: 361 (the node) + 342 points
+    root = parse_sgf("(;GM[1]SZ[19]AB" + "[aa:sr]" * 142_857 + ")")
+    budget = PointBudget(DEFAULT_POINT_BUDGET)
+    record = GameRecord.from_tree(root, point_budget=budget)
+    assert len(record.setup_black) == 19 * 18
+    assert budget.spent == 361 + 342
+    # once the whole board is listed, later rectangles are only checked
+    budget = PointBudget(10_000)
+    points = expand_points(["aa:ss", "ab:ss", "ba:sr", "cc:dd"], 19, budget=budget)
+    assert len(points) == 361 and budget.spent == 361
+    # 22,464 different rectangles on 25x25 (157 KB): stopped at the budget, not expanded
+    letters = "abcdefghijklmnopqrstuvwxy"
+    rects = "".join(
+        f"[{letters[a]}{letters[b]}:{letters[c]}{letters[d]}]"
+        for a in range(12)
+        for b in range(12)
+        for c in range(12, 24)
+        for d in range(12, 25)
+    )
+    budget = PointBudget(DEFAULT_POINT_BUDGET)
+    with pytest.raises(SgfError, match="too many set-up points"):
+        GameRecord.from_tree(parse_sgf(f"(;GM[1]SZ[25]AB{rects})"), point_budget=budget)
+    assert DEFAULT_POINT_BUDGET < budget.spent <= DEFAULT_POINT_BUDGET + 25 * 25
+    # a set-up node costs its board's area too: 200,000 one-stone edits stop at the budget
+    budget = PointBudget(DEFAULT_POINT_BUDGET)
+    with pytest.raises(SgfError, match="too many set-up points"):
+        GameRecord.from_tree(parse_sgf("(;SZ[25]" + ";AB[aa]" * 10_000 + ")"), point_budget=budget)
+    assert budget.spent <= DEFAULT_POINT_BUDGET + 25 * 25 + 1
+
+
+def test_upload_path_refuses_the_bomb() -> None:
+    from goapp.server.api.games import review_sgf
+
+    with pytest.raises(SgfError, match="not supported"):
+        review_sgf(("(;GM[1]SZ[52]AB" + "[aa:ZZ]" * 142_857 + ")").encode())
+
+
+def test_player_to_move_is_honoured() -> None:
+    game = replay(read_record(corpus("player_white_first.sgf")))
+    assert game.move_number == 3 and _stones(game) == (["cc"], ["ee", "gg"])
+    game = replay(read_record("(;SZ[9]AB[cc][gg]PL[B];B[ee])"))
+    assert _stones(game) == (["cc", "ee", "gg"], []) and game.handicap == 0
+    assert game.to_move == Color.WHITE
+
+
+def test_setup_after_the_root_is_applied() -> None:
+    game = replay(read_record("(;GM[1]SZ[9];AB[cc]AW[dd];B[ee])"))
+    assert _stones(game) == (["cc", "ee"], ["dd"])
+    # set-up between moves: AE clears a stone, AB adds one, and the next move follows
+    game = replay(read_record(corpus("setup_mid_game.sgf")))
+    assert _stones(game) == (["cg", "ee"], ["dd", "gc", "gg"])
+    assert game.move_number == 3
+    with pytest.raises(IndexError, match="edited"):
+        game.undo()
+        game.undo()  # the edit came after move 2: taking it back would be wrong
+    # Fox writes the handicap stones in the node after the root
+    game = replay(read_record(corpus("fox_handicap_second_node.sgf")))
+    assert game.handicap == 2 and sorted(point_to_sgf(game.xy(h)) for h in game.handicap_locs) == [
+        "dp",
+        "pd",
+    ]
+    assert _stones(game) == (["ce", "dp", "pd", "qn"], ["dc", "pp"])
+
+
+def test_setup_that_no_game_can_hold_is_an_error_not_another_position() -> None:
+    # a white stone without liberties: SGF allows writing it, the core cannot hold it
+    with pytest.raises(SgfError, match="cannot set up the game"):
+        replay(read_record("(;SZ[9]AB[ab][ba]AW[aa];B[ee])"))
+    with pytest.raises(SgfError, match="cannot apply the set-up before move 2"):
+        replay(read_record("(;SZ[9];B[ab];AB[ba]AW[aa];W[ee])"))
+
+
+def test_root_with_white_or_removed_stones_or_one_black_stone() -> None:
+    game = replay(read_record(corpus("problem_root_aw_ae.sgf")))
+    assert game.handicap == 0 and game.move_number == 3
+    black, white = _stones(game)
+    assert "sc" in black and "sd" in white and "pc" in white
+    game = replay(read_record(corpus("single_black_stone.sgf")))
+    assert _stones(game) == (["dd", "pd"], ["dp"]) and game.handicap == 0
+    game = replay(read_record(corpus("compressed_setup.sgf")))
+    assert game.board[1, 1] == 0  # AE[bb] cleared the rectangle's stone
+
+
+def test_katago_rules_strings_are_read_and_written() -> None:
+    rules, known = rules_from_sgf("koPOSITIONALscoreAREAtaxNONEsui1")
+    assert known and rules == Rules.from_name("tromp-taylor")
+    rules, known = rules_from_sgf("koSITUATIONALscoreAREAtaxNONEsui0button1whbN-1")
+    assert known and rules == Rules.from_name("aga").with_options(
+        button=True, friendly_pass_ok=False
+    )
+    rules, known = rules_from_sgf("koSIMPLEscoreTERRITORYsui0komi6.5")
+    assert known and rules == Rules.from_name("japanese")  # tax follows the scoring
+    assert rules_from_sgf("koBOGUSscoreAREA") == (Rules.from_name("japanese"), False)
+    custom = Rules.from_name("chinese").with_options(button=True)
+    assert rules_to_sgf(custom) == "koSIMPLEscoreAREAtaxNONEsui0button1whbNfpok1"
+    assert rules_from_sgf(rules_to_sgf(custom)) == (custom, True)
+    # a multi-stone suicide that KataGo's sui1 allows replays (Japanese would refuse it)
+    record = read_record(corpus("katago_rules_suicide.sgf"))
+    assert record.info.rules_known and record.info.rules.suicide
+    game = replay(record)
+    assert _stones(game) == (["ac", "bb", "ca", "ee"], [])
+    assert game.board.captures(Color.BLACK) == 3
+
+
+def test_fox_zero_margin_keeps_the_winner() -> None:
+    assert str(read_record(corpus("fox_handicap_second_node.sgf")).info.result) == "B+"
+    result = read_record("(;RE[W+0.0])").info.result
+    assert result is not None and result.winner == Color.WHITE
+    assert read_record("(;RE[0])").info.result == Result.draw()
+
+
+def test_one_bad_byte_garbles_only_its_value() -> None:
+    root = parse_sgf(corpus("one_bad_byte.sgf"))
+    assert root.get("PB") == "李昌镐"  # valid UTF-8, as declared
+    assert root.get("PW") == "Ångström"  # the one Latin-1 value, decoded on its own
+    assert root.get("C") == "Zürich"
+    gb = "(;CA[GB2312]PB[柯洁]PW[".encode("gb18030") + b"x\x80y])"  # 0x80 is no GB18030 lead
+    root = parse_sgf(gb)
+    assert root.get("PB") == "柯洁" and root.get("PW") == "x\x80y"
+
+
+@pytest.mark.parametrize(
+    "name", ["text_around.sgf", "utf16_bom.sgf", "utf16be_no_bom.sgf", "utf32le_no_bom.sgf"]
+)
+def test_text_around_the_tree_and_wide_encodings(name: str) -> None:
+    record = read_record(corpus(name))
+    assert record.moves[0] == Move("B", (4, 4))
+    if name != "text_around.sgf":
+        assert record.info.black == "Jürgen"
+    if name == "utf16_bom.sgf":
+        assert record.info.white == "李昌镐"
+
+
+def test_text_between_and_after_game_trees() -> None:
+    games = parse_collection("Games:\n(;GN[a])\n-- next --\n(;GN[b]))\x1a")
+    assert [g.get("GN") for g in games] == ["a", "b"]

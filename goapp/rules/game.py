@@ -104,6 +104,7 @@ class Game:
         "_pos_count",
         "_sit_count",
         "_to_move",
+        "_undo_floor",
         "handicap_locs",
         "komi",
         "rules",
@@ -131,6 +132,7 @@ class Game:
         self._pos_count: dict[int, int] = {}
         self._sit_count: dict[int, int] = {}
         self.handicap_locs: list[int] = []
+        self._undo_floor = 0  # turns before an edit() cannot be taken back
         if handicap and handicap_stones is not None:
             raise ValueError("give either a fixed handicap count or free handicap stones")
         if handicap:
@@ -184,6 +186,47 @@ class Game:
         self._board = trial
         if to_move is not None:
             self._to_move = Color(to_move)
+        self._remember()
+
+    def edit(
+        self,
+        black: Iterable[Where] = (),
+        white: Iterable[Where] = (),
+        empty: Iterable[Where] = (),
+        to_move: Color | None = None,
+    ) -> None:
+        """Change the position at any point of the game, as SGF set-up properties do
+        (``AB``, ``AW``, ``AE``, ``PL``): each point of ``black``/``white`` gets a stone of
+        that colour and each point of ``empty`` is cleared, whatever was there; nothing is
+        captured and the capture counts stay. The ko ban is lifted, the superko history
+        starts again from the new position, and the turns before cannot be undone.
+        Raises ``ValueError`` (the game unchanged) for a pass or a chain left without
+        liberties, which no position of the game can have."""
+        b = self._board
+        colors = dict.fromkeys(b.stones(Color.BLACK), Color.BLACK)
+        colors.update(dict.fromkeys(b.stones(Color.WHITE), Color.WHITE))
+        for points, color in ((black, Color.BLACK), (white, Color.WHITE), (empty, None)):
+            for where in points:
+                loc = self.to_loc(where)
+                if loc == PASS_LOC:
+                    raise ValueError("a set-up point cannot be a pass")
+                if color is None:
+                    colors.pop(loc, None)
+                else:
+                    colors[loc] = color
+        board = Board(self.width, self.height)
+        # Black then White: every chain of a position where each chain has a liberty
+        # keeps one while it is being placed, so this fails only for a bad position.
+        board.place_stones([loc for loc, c in colors.items() if c is Color.BLACK], Color.BLACK)
+        board.place_stones([loc for loc, c in colors.items() if c is Color.WHITE], Color.WHITE)
+        board.set_captures(b.captures(Color.BLACK), b.captures(Color.WHITE))
+        self._board = board
+        if to_move is not None:
+            self._to_move = Color(to_move)
+        self._passes = 0
+        self._pos_count.clear()
+        self._sit_count.clear()
+        self._undo_floor = len(self._hist)
         self._remember()
 
     # -- basic properties ----------------------------------------------------------------
@@ -384,6 +427,8 @@ class Game:
         button and the superko history exactly. Raises ``IndexError`` if nothing to undo."""
         if not self._hist:
             raise IndexError("there is no move to undo")
+        if len(self._hist) <= self._undo_floor:
+            raise IndexError("the position was edited after this move: it cannot be undone")
         record, pla, _loc, _cap, passes, button, h, s = self._hist.pop()
         self._forget(h, s)
         self._board.undo(record)
@@ -409,6 +454,7 @@ class Game:
         g._pos_count = dict(self._pos_count)
         g._sit_count = dict(self._sit_count)
         g.handicap_locs = list(self.handicap_locs)
+        g._undo_floor = self._undo_floor
         return g
 
     # -- scoring -------------------------------------------------------------------------

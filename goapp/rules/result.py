@@ -56,9 +56,7 @@ _REASONS = {
     "forfeit": ResultReason.FORFEIT,
     "": ResultReason.WIN,
 }
-_DRAWS = frozenset(
-    ["0", "0.0", "draw", "drawn", "jigo", "b+0", "w+0", "b+0.0", "w+0.0", "和棋", "持碁", "무승부"]
-)
+_DRAWS = frozenset(["0", "0.0", "draw", "drawn", "jigo", "和棋", "持碁", "무승부"])
 _VOIDS = frozenset(["void", "no result", "noresult"])
 _RESULT_RE = re.compile(r"\s*([BbWw])\s*\+\s*(.*?)\s*\Z", re.S)
 
@@ -185,7 +183,7 @@ class Result:
     def parse(cls, text: str, *, strict: bool = True) -> Result:
         """Read an SGF ``RE`` value: ``B+3.5`` (``b+3,5`` too), ``W+R`` (also ``Resign``,
         ``Res.``), ``B+T`` (``Time``, ``Timeout``), ``B+F`` (``Forfeit``), ``B+``,
-        ``0``/``Draw``/``Jigo`` (and ``B+0``), ``Void``/``No result``, ``?`` or ``""``, and
+        ``0``/``Draw``/``Jigo``, ``Void``/``No result``, ``?`` or ``""``, and
         the common Chinese/Japanese/Korean forms: ``黑中盘胜`` is ``B+R``, ``白胜3目半`` is
         ``W+3.5``, ``黑胜1又3/4子`` is ``B+3.5`` (a stone, 子, counts two points), ``흑 불계승``
         is ``B+R``, ``和棋``/``持碁``/``무승부`` are draws.
@@ -215,7 +213,8 @@ class Result:
                 if math.isfinite(margin) and margin > 0:
                     return cls(winner, ResultReason.SCORE, margin)
                 if margin == 0:
-                    return cls.draw()
+                    # "B+0.0": Fox writes it for a win without a count; a draw is "0"
+                    return cls.win(winner)
         cjk = _parse_cjk(t)
         if cjk is not None:
             return cjk

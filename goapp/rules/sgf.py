@@ -116,6 +116,8 @@ __all__ = [
     "Move",
     "Node",
     "Point",
+    "PointBudget",
+    "Setup",
     "SgfError",
     "expand_points",
     "parse_collection",
@@ -300,21 +302,78 @@ def _codec_for(name: str) -> str | None:
     return info.name
 
 
-def _decode(data: bytes) -> str:
-    match = _CA_RE.search(data)
-    if match:
-        codec = _codec_for(match.group(1).decode("ascii", "replace"))
-        if codec is not None:
+# UTF-32 before UTF-16: the UTF-32-LE mark starts with the UTF-16-LE one.
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_WIDE_CODECS = ("utf-32-le", "utf-32-be", "utf-16-le", "utf-16-be")
+_ESCAPED_BYTE_RE = re.compile("[\udc80-\udcff]")
+
+
+def _wide_codec(data: bytes) -> tuple[str, int] | None:
+    """``(codec, BOM length)`` for UTF-16/32 text (with or without a BOM), else None.
+    Without a BOM the first bytes decide: SGF starts with ASCII, so in UTF-16/32 they
+    hold zero bytes, and only one of the four codecs reads them as text without NULs."""
+    for bom, codec in _WIDE_BOMS:
+        if data.startswith(bom):
+            return codec, len(bom)
+    if b"\x00" not in data[:4]:
+        return None
+    for codec in _WIDE_CODECS:
+        try:
+            head = codecs.getincrementaldecoder(codec)().decode(data[:64])
+        except UnicodeDecodeError:
+            continue
+        if head and "\x00" not in head and "(" in head:
+            return codec, 0
+    return None
+
+
+@dataclass(slots=True)
+class _Decoded:
+    """Decoded SGF text. ``escaped_codec`` is set when the text was decoded with
+    ``surrogateescape`` (some bytes were not valid in it): the parser then re-decodes
+    each value that holds such bytes with ``fallbacks``, one value at a time."""
+
+    text: str
+    escaped_codec: str | None = None
+    fallbacks: tuple[str, ...] = ()
+
+    def fix_value(self, value: str) -> str:
+        assert self.escaped_codec is not None
+        raw = value.encode(self.escaped_codec, "surrogateescape")
+        for codec in self.fallbacks:
             try:
-                text = data.decode(codec)
+                return raw.decode(codec)
             except UnicodeDecodeError:
-                pass
-            else:
-                return text[1:] if text.startswith("\ufeff") else text
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+                continue
+        return raw.decode("latin-1")  # pragma: no cover - latin-1 is always a fallback
+
+
+def _decode(data: bytes) -> _Decoded:
+    wide = _wide_codec(data)
+    if wide is not None:
+        codec, bom = wide
+        return _Decoded(data[bom:].decode(codec, "replace"))
+    match = _CA_RE.search(data)
+    declared = _codec_for(match.group(1).decode("ascii", "replace")) if match else None
+    candidates = [c for c in (declared, "utf-8") if c is not None]
+    for codec in candidates:
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        return _Decoded(text[1:] if text.startswith("\ufeff") else text)
+    # Some bytes fit no candidate: decode with the declared charset (else UTF-8) and fix
+    # the values that hold bad bytes one by one, so one bad name garbles nothing else.
+    primary = candidates[0]
+    text = data.decode(primary, "surrogateescape")
+    fallbacks = tuple(dict.fromkeys([*candidates[1:], "utf-8", "latin-1"]))
+    fallbacks = tuple(c for c in fallbacks if c != primary)
+    return _Decoded(text[1:] if text.startswith("\ufeff") else text, primary, fallbacks)
 
 
 # --------------------------------------------------------------------------- parser
@@ -330,6 +389,8 @@ _TOKEN_RE = re.compile(
 _VALUE_RE = re.compile(r"\[(" + _VALUE_BODY + r")\]", re.S)
 _UNESCAPE_RE = re.compile(r"\\(\r\n|\n\r|\r|\n|.)", re.S)
 _SPACE_RE = re.compile(r"\s*")
+# Where a game tree starts: '(' then ';' (not right after another '(': "((;" is an error).
+_TREE_START_RE = re.compile(r"(?<!\()\(\s*;")
 _LINE_BREAKS = frozenset("\r\n")
 _LOWER = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz")
 
@@ -370,14 +431,14 @@ def parse_collection(
         raw = bytes(data)
         if len(raw) > max_bytes:
             raise SgfError(f"SGF input too large: {len(raw)} bytes (limit {max_bytes})")
-        text = _decode(raw)
+        decoded = _decode(raw)
     elif isinstance(data, str):
         if len(data) > max_bytes:
             raise SgfError(f"SGF input too large: {len(data)} characters (limit {max_bytes})")
-        text = data[1:] if data.startswith("\ufeff") else data
+        decoded = _Decoded(data[1:] if data.startswith("\ufeff") else data)
     else:
         raise TypeError(f"SGF data must be str or bytes, not {type(data).__name__}")
-    return _Parser(text, max_nodes, max_value_length).parse()
+    return _Parser(decoded, max_nodes, max_value_length).parse()
 
 
 def parse_sgf(
@@ -395,8 +456,9 @@ def parse_sgf(
 
 
 class _Parser:
-    def __init__(self, text: str, max_nodes: int, max_value_length: int) -> None:
-        self.text = text
+    def __init__(self, decoded: _Decoded, max_nodes: int, max_value_length: int) -> None:
+        self.decoded = decoded
+        self.text = decoded.text
         self.max_nodes = max_nodes
         self.max_value_length = max_value_length
         # incremental line tracking (for node positions, O(n) over the whole parse)
@@ -421,6 +483,11 @@ class _Parser:
         unescape = _UNESCAPE_RE.sub
         max_value_length = self.max_value_length
         max_nodes = self.max_nodes
+        fix_value = self.decoded.fix_value if self.decoded.escaped_codec else None
+        # Text outside the game trees ("Game record:" before, a DOS end-of-file byte
+        # after...) is skipped, as other readers do, when the input holds a game tree;
+        # without one, the strict reading below names what is wrong.
+        lenient = _TREE_START_RE.search(text) is not None
 
         games: list[Node] = []
         # attach points of the open game trees: the node whose children the '(' adds
@@ -433,6 +500,11 @@ class _Parser:
         pos = 0
 
         while True:
+            if lenient and not stack:
+                start_match = _TREE_START_RE.search(text, pos)
+                if start_match is None:
+                    break
+                pos = start_match.start()
             m = token_match(text, pos)
             if m is None:
                 pos = _SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
@@ -489,6 +561,8 @@ class _Parser:
                             f"value of property {ident} too long: {len(value)} characters "
                             f"(limit {max_value_length})",
                         )
+                    if fix_value is not None and _ESCAPED_BYTE_RE.search(value):
+                        value = values[i] = fix_value(value)
                     if "\\" in value:
                         values[i] = unescape(_unescape_char, value)
                 existing = current.properties.get(ident)
@@ -671,27 +745,72 @@ def point_to_sgf(point: Point | None) -> str:
     return _LETTERS[x] + _LETTERS[y]
 
 
-def expand_points(values: Iterable[str], size: int | tuple[int, int] = 19) -> list[Point]:
+class PointBudget:
+    """How many points the expansion of point lists may still visit (``spent`` counts
+    them). One budget is shared by every point list of a record, so that no file, however
+    its rectangles are arranged, costs more than ``limit`` point visits."""
+
+    __slots__ = ("limit", "spent")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.spent = 0
+
+    def spend(self, points: int) -> None:
+        self.spent += points
+        if self.spent > self.limit:
+            raise SgfError(f"too many set-up points (limit {self.limit})")
+
+
+#: Point visits one record's set-up may cost: every point of its AB/AW/AE lists, and
+#: the board's area for each main-line node with set-up (replaying it rebuilds the
+#: board). Real files use a few thousand; 1,000,000 costs well under a second.
+DEFAULT_POINT_BUDGET = 1_000_000
+
+
+def expand_points(
+    values: Iterable[str],
+    size: int | tuple[int, int] = 19,
+    *,
+    budget: PointBudget | None = None,
+) -> list[Point]:
     """Points of a point list (``AB``, ``AW``, ``AE``, markup), expanding compressed
     rectangles (``"aa:cc"`` is the nine points from a1 corner to c3), without duplicates,
-    in order. Raises :class:`SgfError` for bad points; an empty value is ignored."""
+    in order. Raises :class:`SgfError` for bad points; an empty value is ignored.
+
+    The work is bounded by the board, not by the text: a value seen before is not
+    expanded again, and once every point of the board is in the list the remaining
+    values are only checked. ``budget``, when given, is charged for every point visited
+    (and raises :class:`SgfError` when spent)."""
+    width, height = _size_pair(size)
+    full = width * height
     seen: dict[Point, None] = {}
+    done_values: set[str] = set()
     for value in values:
-        if value == "":
+        if value == "" or value in done_values:
             continue
+        done_values.add(value)
         if ":" in value:
             first, _, second = value.partition(":")
             a = sgf_to_point(first, size) if first != "tt" else _tt(size)
             b = sgf_to_point(second, size) if second != "tt" else _tt(size)
             if a is None or b is None:
                 raise SgfError(f"bad point rectangle {value!r}")
-            for y in range(min(a[1], b[1]), max(a[1], b[1]) + 1):
-                for x in range(min(a[0], b[0]), max(a[0], b[0]) + 1):
+            if len(seen) == full:
+                continue  # the whole board is already in the list
+            xs = range(min(a[0], b[0]), max(a[0], b[0]) + 1)
+            ys = range(min(a[1], b[1]), max(a[1], b[1]) + 1)
+            if budget is not None:
+                budget.spend(len(xs) * len(ys))
+            for y in ys:
+                for x in xs:
                     seen[(x, y)] = None
         else:
             point = sgf_to_point(value, size) if value != "tt" else _tt(size)
             if point is None:  # pragma: no cover - excluded above
                 continue
+            if budget is not None:
+                budget.spend(1)
             seen[point] = None
     return list(seen)
 
@@ -778,19 +897,86 @@ def _rules_from_katago_json(text: str) -> Rules | None:
         return None
 
 
+# KataGo's short rules strings (cpp/game/rules.cpp, Rules::toStringNoKomi and the
+# "legacy internal format" of parseRulesHelper), as KataGo writes them into SGF RU:
+# koPOSITIONALscoreAREAtaxNONEsui1, then button1, whbN / whbN-1, fpok1 when set, and
+# sometimes komi7.5 (komi is KM's business: read and ignored here).
+_KATAGO_RULES_TOKEN_RE = re.compile(
+    r"\s*(?:ko(?P<ko>SIMPLE|POSITIONAL|SITUATIONAL)"
+    r"|scor(?:e|ing)(?P<scoring>AREA|TERRITORY)"
+    r"|tax(?P<tax>NONE|SEKI|ALL)"
+    r"|sui(?P<sui>[01])"
+    r"|button(?P<button>[01])"
+    r"|whb(?P<whb>N-1|N|0)"
+    r"|fpok(?P<fpok>[01])"
+    r"|komi(?P<komi>[-+0-9.eE]+))\s*"
+)
+_WHB = {
+    "0": WhiteHandicapBonus.ZERO,
+    "N": WhiteHandicapBonus.N,
+    "N-1": WhiteHandicapBonus.N_MINUS_ONE,
+}
+
+
+def _rules_from_katago_string(text: str) -> Rules | None:
+    """Rules from KataGo's short string, or None when ``text`` is not one. Options not
+    given keep KataGo's defaults (Tromp-Taylor-like; tax follows the scoring)."""
+    pos, found = 0, {}
+    while pos < len(text):
+        m = _KATAGO_RULES_TOKEN_RE.match(text, pos)
+        if m is None or m.end() == pos:
+            return None
+        found.update({k: v for k, v in m.groupdict().items() if v is not None})
+        pos = m.end()
+    if "ko" not in found and "scoring" not in found:
+        return None  # too little to be sure it is KataGo's form
+    scoring = ScoringRule[found.get("scoring", "AREA")]
+    default_tax = "SEKI" if scoring is ScoringRule.TERRITORY else "NONE"
+    return Rules(
+        ko=KoRule[found.get("ko", "POSITIONAL")],
+        scoring=scoring,
+        tax=TaxRule[found.get("tax", default_tax)],
+        suicide=found.get("sui", "1") == "1",
+        button=found.get("button", "0") == "1",
+        white_handicap_bonus=_WHB[found.get("whb", "0")],
+        friendly_pass_ok=found.get("fpok", "0") == "1",
+    )
+
+
+def _katago_rules_string(rules: Rules) -> str:
+    """KataGo's short string for ``rules`` (what Rules::toStringNoKomi writes)."""
+    text = f"ko{rules.ko.name}score{rules.scoring.name}tax{rules.tax.name}sui{int(rules.suicide)}"
+    if rules.button:
+        text += "button1"
+    if rules.white_handicap_bonus is not WhiteHandicapBonus.ZERO:
+        text += (
+            "whb"
+            + {WhiteHandicapBonus.N: "N", WhiteHandicapBonus.N_MINUS_ONE: "N-1"}[
+                rules.white_handicap_bonus
+            ]
+        )
+    if rules.friendly_pass_ok:
+        text += "fpok1"
+    return text
+
+
 def rules_from_sgf(value: str | None, default: str = DEFAULT_RULES_NAME) -> tuple[Rules, bool]:
     """Map an ``RU`` value to :class:`Rules`: ``(rules, known)``. Accepts the names of
     :meth:`Rules.from_name` in any case and punctuation (``Japanese``, ``chinese``,
     ``AGA``, ``NZ``, ``New Zealand``, ``Tromp-Taylor``, ``tromp taylor``...), KGS/OGS/Fox
     variants (``chinese-kgs``, ``jp``, ``中国``...), a trailing "rules" word, and KataGo
-    JSON rules (``{"ko":"SIMPLE",...}``, as :func:`rules_to_sgf` writes custom rules).
-    Missing or unknown: ``(Rules.from_name(default), False)``."""
+    JSON rules (``{"ko":"SIMPLE",...}``) and KataGo's short strings
+    (``koPOSITIONALscoreAREAtaxNONEsui1``, as KataGo and :func:`rules_to_sgf` write
+    custom rules). Missing or unknown: ``(Rules.from_name(default), False)``."""
     if value is not None and value.strip():
         text = value.strip()
         if text.startswith("{"):
             rules = _rules_from_katago_json(text)
             if rules is not None:
                 return rules, True
+        rules = _rules_from_katago_string(text)
+        if rules is not None:
+            return rules, True
         key = "".join(ch for ch in text.lower() if ch.isalnum())
         for candidate in (key, key.removesuffix("rules"), key.removesuffix("rule")):
             if not candidate:
@@ -804,11 +990,12 @@ def rules_from_sgf(value: str | None, default: str = DEFAULT_RULES_NAME) -> tupl
 
 def rules_to_sgf(rules: Rules) -> str:
     """The ``RU`` text for rules: the usual SGF name of a named ruleset (``Japanese``,
-    ``Chinese``, ``AGA``, ``NZ``...), else KataGo's JSON form (which KataGo reads)."""
+    ``Chinese``, ``AGA``, ``NZ``...), else KataGo's short string
+    (``koPOSITIONALscoreAREAtaxNONEsui1``...), the form KataGo itself writes and reads."""
     name = rules.name
     if name in _SGF_RULES_NAMES:
         return _SGF_RULES_NAMES[name]
-    return json.dumps(rules.to_dict(), separators=(",", ":"))
+    return _katago_rules_string(rules)
 
 
 def parse_komi(value: str | None) -> float | None:
@@ -973,11 +1160,40 @@ def _info_from_root(root: Node, default_rules: str) -> GameInfo:
 
 
 @dataclass(slots=True)
+class Setup:
+    """The set-up properties of one main-line node: ``AB``/``AW``/``AE`` points (expanded)
+    and ``PL``. ``before_move`` is how many moves of the main line come before it (0: the
+    root and any node before the first move). In a node, ``AB`` and ``AW`` are applied
+    first, then ``AE``; a node's move, if it has one, comes after its set-up."""
+
+    before_move: int
+    black: list[Point] = field(default_factory=list)
+    white: list[Point] = field(default_factory=list)
+    empty: list[Point] = field(default_factory=list)
+    player: Color | None = None
+
+
+_SETUP_PROPERTIES = ("AB", "AW", "AE", "PL")
+
+
+def _check_playable_size(root: Node, info: GameInfo) -> None:
+    """Refuse, before any point list is expanded, a board the rules core cannot play."""
+    from goapp._core import MAX_BOARD_SIZE
+
+    if not (2 <= info.width <= MAX_BOARD_SIZE and 2 <= info.height <= MAX_BOARD_SIZE):
+        raise _node_error(
+            root,
+            f"board size SZ[{root.get('SZ')}] is not supported: 2 to {MAX_BOARD_SIZE} only",
+        )
+
+
+@dataclass(slots=True)
 class GameRecord:
     """A typed view of one game: its info, the root's setup stones (``AB``/``AW``/``AE``
-    expanded), player to move (``PL``) and the main line's moves. ``root`` is the tree it
-    was read from (None when built in code); ``warnings`` lists what was skipped (setup
-    stones after the root, invalid info values)."""
+    expanded), player to move (``PL``) and the main line's moves. ``setups`` lists the
+    set-up of every main-line node that has any (the root's included), in order, which
+    :func:`replay` applies. ``root`` is the tree it was read from (None when built in
+    code); ``warnings`` lists what was skipped (invalid info values)."""
 
     info: GameInfo = field(default_factory=GameInfo)
     moves: list[Move] = field(default_factory=list)
@@ -985,17 +1201,28 @@ class GameRecord:
     setup_white: list[Point] = field(default_factory=list)
     setup_empty: list[Point] = field(default_factory=list)
     player_to_move: Color | None = None
+    setups: list[Setup] = field(default_factory=list)
     root: Node | None = None
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_tree(cls, root: Node, *, default_rules: str = DEFAULT_RULES_NAME) -> GameRecord:
+    def from_tree(
+        cls,
+        root: Node,
+        *,
+        default_rules: str = DEFAULT_RULES_NAME,
+        point_budget: PointBudget | None = None,
+    ) -> GameRecord:
         """Read a game tree's root and main line. Raises :class:`SgfError` for a bad
-        board size, a point that is not on the board, or a node with both B and W."""
+        board size (or one the rules core cannot play), a point that is not on the board,
+        a node with both B and W, or point lists that cost more than ``point_budget``
+        (default: :data:`DEFAULT_POINT_BUDGET` point visits)."""
         if (root.get("GM") or "1").strip() not in ("1", ""):
             raise _node_error(root, f"not a game of Go: GM[{root.get('GM')}]")
         info = _info_from_root(root, default_rules)
+        _check_playable_size(root, info)
         size = info.size
+        budget = point_budget if point_budget is not None else PointBudget(DEFAULT_POINT_BUDGET)
         record = cls(info=info, root=root)
         if info.komi_raw is not None and parse_komi(info.komi_raw) is None:
             record.warnings.append(f"komi KM[{info.komi_raw}] is not a number; using 0")
@@ -1003,19 +1230,23 @@ class GameRecord:
             record.warnings.append(
                 f"unknown rules RU[{info.rules_name}]; using {default_rules} rules"
             )
-        try:
-            record.setup_black = expand_points(root.properties.get("AB", ()), size)
-            record.setup_white = expand_points(root.properties.get("AW", ()), size)
-            record.setup_empty = expand_points(root.properties.get("AE", ()), size)
-        except SgfError as exc:
-            raise _node_error(root, f"{exc.reason} in setup stones") from None
-        record.player_to_move = _parse_color(root.get("PL"))
         for number, node in enumerate(root.main_line()):
             props = node.properties
-            if number and ("AB" in props or "AW" in props or "AE" in props):
-                record.warnings.append(
-                    f"setup stones after the root (before move {len(record.moves) + 1}) ignored"
-                )
+            if any(ident in props for ident in _SETUP_PROPERTIES):
+                setup = Setup(len(record.moves))
+                try:
+                    budget.spend(info.width * info.height)  # replay rebuilds the board
+
+                    setup.black = expand_points(props.get("AB", ()), size, budget=budget)
+                    setup.white = expand_points(props.get("AW", ()), size, budget=budget)
+                    setup.empty = expand_points(props.get("AE", ()), size, budget=budget)
+                except SgfError as exc:
+                    raise _node_error(node, f"{exc.reason} in setup stones") from None
+                setup.player = _parse_color(node.get("PL"))
+                record.setups.append(setup)
+                if number == 0:
+                    record.setup_black, record.setup_white = setup.black, setup.white
+                    record.setup_empty, record.player_to_move = setup.empty, setup.player
             black, white = props.get("B"), props.get("W")
             if black is not None and white is not None:
                 raise _node_error(node, "a node has both a black and a white move")
@@ -1159,13 +1390,45 @@ def record_to_sgf(
 # writing never depend on it.
 
 
+def _initial_position(
+    setups: Iterable[Setup],
+) -> tuple[list[Point], list[Point], Color | None]:
+    """Black stones, white stones and ``PL`` after applying ``setups`` to an empty board."""
+    colors: dict[Point, Color] = {}
+    player: Color | None = None
+    for setup in setups:
+        colors.update(dict.fromkeys(setup.black, "B"))
+        colors.update(dict.fromkeys(setup.white, "W"))
+        for point in setup.empty:
+            colors.pop(point, None)
+        player = setup.player or player
+    black = [p for p, c in colors.items() if c == "B"]
+    white = [p for p, c in colors.items() if c == "W"]
+    return black, white, player
+
+
+def _is_handicap(
+    info: GameInfo, black: list[Point], white: list[Point], player: Color | None
+) -> bool:
+    """Black stones alone, two or more, that HA (when given) counts, with White to move
+    (or nobody said): handicap stones."""
+    if white or len(black) < 2 or player == "B":
+        return False
+    return info.handicap in (0, len(black))
+
+
 def replay(record: GameRecord, *, fill_passes: bool = False) -> CoreGame:
     """Play a record's main line into a :class:`goapp.rules.Game` with the record's board
     size, rules and komi, and return it.
 
-    Setup stones: black ``AB`` stones alone (two or more, the usual handicap) are placed
-    as free handicap, so White moves first. Other setups (white or empty setup stones, a
-    single black stone) cannot be represented by a game and raise :class:`SgfError`.
+    Set-up (``AB``/``AW``/``AE``/``PL``) is applied wherever it is in the main line. The
+    set-up before the first move makes the starting position: black stones alone (two
+    or more, as many as ``HA`` says when it is given) are handicap stones, anything else
+    (white or removed stones, a single black stone) is a set-up position. Later set-up
+    edits the position before the next move (:meth:`goapp.rules.Game.edit`). Who moves
+    after a set-up: ``PL`` when given, else the colour of the next move, else (for
+    handicap) White. A set-up that leaves a chain without liberties, which the rules core
+    cannot hold, raises :class:`SgfError`: the result is always the file's position.
 
     A move by the player not to move raises :class:`SgfError`, unless ``fill_passes``:
     then a pass by the other player is inserted first (some editors omit them). An illegal
@@ -1174,23 +1437,45 @@ def replay(record: GameRecord, *, fill_passes: bool = False) -> CoreGame:
     from goapp.rules import Game, IllegalMoveError
     from goapp.rules.coords import Color as CoreColor
 
+    def core_color(color: Color) -> CoreColor:
+        return CoreColor.BLACK if color == "B" else CoreColor.WHITE
+
     info = record.info
-    if record.setup_white or record.setup_empty:
-        raise SgfError("cannot replay a setup position with white or removed stones (AW/AE)")
-    if len(record.setup_black) == 1:
-        raise SgfError("cannot replay a setup position with a single black stone (AB)")
+    moves = record.moves
+    edits: dict[int, list[Setup]] = {}
+    for setup in record.setups:
+        edits.setdefault(setup.before_move, []).append(setup)
+    black, white, player = _initial_position(edits.pop(0, ()))
+    if player is None and moves and (black or white):
+        player = moves[0].color
     try:
-        game = Game(
-            info.width,
-            info.height,
-            rules=info.rules,
-            komi=info.komi,
-            handicap_stones=record.setup_black or None,
-        )
+        if _is_handicap(info, black, white, player):
+            game = Game(
+                info.width, info.height, rules=info.rules, komi=info.komi, handicap_stones=black
+            )
+            if player is not None:
+                game.edit(to_move=core_color(player))
+        else:
+            game = Game(info.width, info.height, rules=info.rules, komi=info.komi)
+            if black or white or player is not None:
+                game.edit(black, white, to_move=core_color(player) if player else None)
     except ValueError as exc:
         raise SgfError(f"cannot set up the game: {exc}") from exc
-    for number, move in enumerate(record.moves, 1):
-        color = CoreColor.BLACK if move.color == "B" else CoreColor.WHITE
+    for number, move in enumerate([*moves, None], 1):
+        for setup in edits.get(number - 1, ()):
+            to_move = setup.player or (move.color if move is not None else None)
+            try:
+                game.edit(
+                    setup.black,
+                    setup.white,
+                    setup.empty,
+                    to_move=core_color(to_move) if to_move else None,
+                )
+            except ValueError as exc:
+                raise SgfError(f"cannot apply the set-up before move {number}: {exc}") from exc
+        if move is None:
+            break
+        color = core_color(move.color)
         if color is not game.to_move:
             if not fill_passes:
                 raise SgfError(
