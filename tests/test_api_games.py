@@ -344,3 +344,31 @@ async def test_handicap_game_sgf_round_trip(api: Api) -> None:
         ("white", "D5"),
     ]
     assert review["result"] is None and review["info"]["komi"] == 0.5
+
+
+async def test_sgf_upload_of_files_as_they_exist(api: Api) -> None:
+    """POST /api/sgf applies set-up wherever it is (and says so in ``setup``), honours PL,
+    and refuses the point-list bomb of issue 15 with bad_sgf, without expanding it."""
+
+    async def upload(data: bytes) -> tuple[int, Any]:
+        async with api.client.post(
+            "/api/sgf", data=data, headers={"Content-Type": "application/x-go-sgf"}
+        ) as resp:
+            return resp.status, await resp.json()
+
+    status, review = await upload(b"(;GM[1]SZ[9]PL[W];W[ee];B[cc];AE[cc]AB[gg];W[cg])")
+    assert status == 200, review
+    assert [(m["color"], m["vertex"]) for m in review["moves"]] == [
+        ("white", "E5"),
+        ("black", "C7"),
+        ("white", "C3"),
+    ]
+    assert review["setup"] == [{"move": 2, "black": ["G3"], "white": [], "empty": ["C7"]}]
+    status, review = await upload(b"(;SZ[19]HA[2]RE[B+0.0];AB[pd][dp];W[dc])")
+    assert status == 200, review
+    assert sorted(review["handicap_stones"]) == ["D4", "Q16"] and review["setup"] == []
+    assert review["result"] == "B+"
+    bomb = ("(;GM[1]SZ[52]AB" + "[aa:ZZ]" * 142_857 + ")").encode()
+    status, err = await upload(bomb)
+    assert status == 400 and err["error"]["code"] == "bad_sgf"
+    assert "not supported" in err["error"]["message"]

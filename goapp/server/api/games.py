@@ -301,10 +301,28 @@ async def get_sgf(request: web.Request) -> web.Response:
 
 
 def review_sgf(data: bytes) -> dict[str, Any]:
-    """Parse an uploaded SGF and replay its main line through the rules core."""
+    """Parse an uploaded SGF and replay its main line through the rules core.
+
+    The work is bounded by the input, whatever its shape: the size cap, the parser's node
+    and value limits, and the point budget of the set-up stones (see goapp.rules.sgf)."""
     record = read_record(data, max_bytes=MAX_SGF_BYTES)
     game = replay(record)
     info = record.info
+
+    def vertices(points: list[tuple[int, int]]) -> list[str]:
+        return [game.vertex(game.to_loc(p)) for p in points]
+
+    setup = [
+        {
+            "move": s.before_move,
+            "black": vertices(s.black),
+            "white": vertices(s.white),
+            "empty": vertices(s.empty),
+        }
+        for s in record.setups
+        # the starting position is already given as handicap_stones when it is a handicap
+        if (s.black or s.white or s.empty) and not (s.before_move == 0 and game.handicap)
+    ]
     moves: list[dict[str, Any]] = []
     for t in game.history:
         moves.append(
@@ -329,6 +347,7 @@ def review_sgf(data: bytes) -> dict[str, Any]:
             "overtime": info.overtime,
         },
         "handicap_stones": [game.vertex(loc) for loc in game.handicap_locs],
+        "setup": setup,
         "moves": moves,
         "result": None if info.result is None else str(info.result),
         "warnings": list(record.warnings),

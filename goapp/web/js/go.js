@@ -143,10 +143,13 @@ export class Position {
 
 /** A game record: setup stones plus [{color, vertex}], replayable to any move. */
 export class Record {
-  constructor(w, h, { handicapStones = [], moves = [] } = {}) {
+  /** ``setup``: position edits of an uploaded SGF (AB/AW/AE), each
+   * ``{move, black, white, empty}`` (vertices), applied before move ``move`` (0-based). */
+  constructor(w, h, { handicapStones = [], moves = [], setup = [] } = {}) {
     this.w = w; this.h = h;
     this.handicapStones = handicapStones; // vertices
     this.moves = moves; // [{color: "black"|"white", vertex: "D4"|"pass"}]
+    this.setup = setup;
   }
 
   /** The position after ``n`` moves, with the last move's point. */
@@ -156,12 +159,26 @@ export class Record {
       const xy = parseVertex(v, this.h);
       if (xy) p.set(xy[0], xy[1], BLACK);
     }
+    const edit = (i) => {
+      for (const s of this.setup) {
+        if (s.move !== i) continue;
+        for (const [list, c] of [[s.black, BLACK], [s.white, WHITE], [s.empty, EMPTY]]) {
+          for (const v of list || []) {
+            const xy = parseVertex(v, this.h);
+            if (xy) p.set(xy[0], xy[1], c);
+          }
+        }
+      }
+    };
     let last = null;
-    for (let i = 0; i < Math.min(n, this.moves.length); i++) {
+    const upto = Math.min(n, this.moves.length);
+    for (let i = 0; i < upto; i++) {
+      edit(i);
       const m = this.moves[i];
       const xy = parseVertex(m.vertex, this.h);
       if (xy) { p.play(xy[0], xy[1], colorOf(m.color)); last = xy; } else { p.pass(); last = null; }
     }
+    edit(upto);
     return { position: p, last };
   }
 }

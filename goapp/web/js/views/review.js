@@ -176,7 +176,7 @@ export function reviewView(main, { id }) {
     try { data = JSON.parse(sessionStorage.getItem(SGF_KEY) || "null"); } catch { data = null; }
     if (!data) { navigate("/review", { replace: true }); return; }
     const info = data.info;
-    st.record = new Record(info.width, info.height, { handicapStones: data.handicap_stones, moves: data.moves });
+    st.record = new Record(info.width, info.height, { handicapStones: data.handicap_stones, moves: data.moves, setup: data.setup || [] });
     heading.textContent = `${info.black || "Black"} vs ${info.white || "White"}`;
     infoEl.textContent = [`${info.width}×${info.height}`, rulesName(info.rules_name || info.rules), `komi ${info.komi}`,
       info.handicap ? `handicap ${info.handicap}` : null, info.date, info.event].filter(Boolean).join(" · ");
