@@ -100,3 +100,46 @@ def test_read_record_300_moves(benchmark: BenchmarkFixture, game_text: str) -> N
 def test_record_to_sgf_300_moves(benchmark: BenchmarkFixture, game: Node) -> None:
     record = GameRecord.from_tree(game)
     benchmark(record.to_sgf)
+
+
+# -- hostile uploads (issue 15): what POST /api/sgf costs on the worst shapes of input.
+# Each runs the upload path (goapp.server.api.games.review_sgf) on a body under the 1 MiB
+# cap; a refusal is an answer too. Before the point budget the first one cost about a
+# minute of CPU (benches/README.md has the figures).
+
+
+def _hostile_bodies() -> dict[str, bytes]:
+    letters = "abcdefghijklmnopqrstuvwxy"
+    rects = "".join(
+        f"[{letters[a]}{letters[b]}:{letters[c]}{letters[d]}]"
+        for a in range(12)
+        for b in range(12)
+        for c in range(12, 24)
+        for d in range(12, 25)
+    )
+    return {
+        "sz52_same_rect": ("(;GM[1]SZ[52]AB" + "[aa:ZZ]" * 142_857 + ")").encode(),
+        "sz19_same_rect": ("(;GM[1]SZ[19]AB" + "[aa:sr]" * 142_857 + ")").encode(),
+        "sz25_distinct_rects": f"(;GM[1]SZ[25]AB{rects})".encode(),
+        "sz19_setup_nodes": ("(;GM[1]SZ[19]" + ";AB[aa]" * 140_000 + ")").encode(),
+    }
+
+
+def upload_outcome(data: bytes) -> str:
+    """What the upload path answers: "accepted" or the error (refusals are answers)."""
+    from goapp.rules.sgf import SgfError
+    from goapp.server.api.games import review_sgf
+
+    try:
+        review_sgf(data)
+    except SgfError as exc:
+        return f"rejected: {exc.reason}"
+    return "accepted"
+
+
+@pytest.mark.parametrize("shape", list(_hostile_bodies()))
+def test_hostile_upload(benchmark: BenchmarkFixture, shape: str) -> None:
+    data = _hostile_bodies()[shape]
+    assert len(data) <= 1024 * 1024
+    outcome = benchmark.pedantic(upload_outcome, args=(data,), rounds=3, iterations=1)
+    assert outcome == ("accepted" if shape == "sz19_same_rect" else outcome)

@@ -502,3 +502,23 @@ def test_game_setup_stones_start_the_history() -> None:
     g.play("D4")
     with pytest.raises(ValueError, match="before the first move"):
         g.setup(black=["E5"])
+
+
+def test_game_edit_changes_the_position_mid_game() -> None:
+    """Game.edit is SGF's AB/AW/AE/PL at any time: overwrite, clear, keep captures."""
+    g = Game(5, rules=Rules.from_name("tromp-taylor"))
+    for mv in ("B1", "A1", "C1", "pass", "A2"):  # Black takes A1
+        g.play(mv)
+    assert g.board.captures(BLACK) == 1 and g.to_move is Color.WHITE
+    g.edit(black=["A1"], white=["B1"], empty=["C1"], to_move=Color.BLACK)
+    board = g.board
+    assert (board.get(g.to_loc("A1")), board.get(g.to_loc("B1"))) == (BLACK, WHITE)
+    assert board.get(g.to_loc("C1")) == 0 and board.captures(BLACK) == 1
+    assert g.to_move is Color.BLACK and g.move_number == 5
+    g.play("C1")  # Black takes B1 back: a position before the edit is not banned
+    g.undo()
+    with pytest.raises(IndexError, match="edited"):
+        g.undo()
+    with pytest.raises(ValueError, match="liberties"):
+        g.edit(white=["C1"], black=["D1", "C2", "B2"])  # B1-C1 would have no liberty
+    assert g.board.get(g.to_loc("C1")) == 0  # unchanged after the failure

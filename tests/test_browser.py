@@ -850,6 +850,25 @@ def test_the_apps_rules_agree_with_the_core(server: str, browser: Browser) -> No
                 assert got_board == want_board, (rules_name, n + 1, moves[n])
             if rules.scoring.name == "AREA":
                 assert (out["black"], out["white"]) == (score.black, score.white), rules_name
+        # an uploaded SGF with set-up in several nodes: the app's Record applies the
+        # answer's ``setup`` edits and ends on the core's position
+        from goapp.rules.sgf import read_record, replay
+        from goapp.server.api.games import review_sgf
+
+        sgf = b"(;SZ[9]AB[aa][ab]AW[ba]PL[W];W[ee];AE[aa]AW[ii];B[cc];W[];AB[ba:bc])"
+        review = review_sgf(sgf)
+        game = replay(read_record(sgf))
+        want = "".join(".XO"[int(game.board[x, y])] for y in range(9) for x in range(9))
+        got = page.page.evaluate(
+            """([go, data]) => import(go).then(m => {
+                const rec = new m.Record(9, 9, { handicapStones: data.handicap_stones,
+                                                 moves: data.moves, setup: data.setup });
+                return Array.from(rec.positionAt(data.moves.length).position.cells,
+                                  c => ".XO"[c]).join("");
+            })""",
+            [go, review],
+        )
+        assert got == want
         assert page.errors == []
     finally:
         page.close()

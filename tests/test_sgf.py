@@ -1042,6 +1042,9 @@ def test_player_to_move_is_honoured() -> None:
     game = replay(read_record("(;SZ[9]AB[cc][gg]PL[B];B[ee])"))
     assert _stones(game) == (["cc", "ee", "gg"], []) and game.handicap == 0
     assert game.to_move == Color.WHITE
+    # CGoban 2 writes PL beside a move: the player after that move
+    game = replay(read_record(corpus("pl_beside_move.sgf")))
+    assert game.move_number == 4 and game.to_move == Color.BLACK
 
 
 def test_setup_after_the_root_is_applied() -> None:

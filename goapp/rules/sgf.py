@@ -12,7 +12,8 @@ Public API::
                   player_to_move=None, application=None) -> str
     replay(record, *, fill_passes=False) -> goapp.rules.Game
     sgf_to_point("pd", size) -> (15, 3) | None;  point_to_sgf((15, 3)) -> "pd"
-    expand_points(values, size) -> list[(x, y)]       # "aa:cc" rectangles
+    expand_points(values, size, *, budget=None) -> list[(x, y)]   # "aa:cc" rectangles
+    PointBudget(limit): .spent       # bounds the set-up point visits of one record
     GameInfo.result: goapp.rules.Result   # Result.parse(RE, strict=False); str(result)
     parse_komi(text) -> float | None
     rules_from_sgf(text, default) -> (Rules, known);  rules_to_sgf(rules) -> str
@@ -37,13 +38,21 @@ Coordinates
     and is always written as ``B[]``.
 
 Text and charsets
-    ``bytes`` input is decoded with the charset named by the ``CA`` property (looked for
-    in the raw bytes before decoding); without one, UTF-8 (a BOM is skipped) and, if
-    that fails, Latin-1. A ``CA`` naming an unknown or non-ASCII-compatible codec, or one
-    that cannot decode the bytes, falls back the same way. ``GB2312`` and ``GBK`` are read
-    as ``GB18030`` (a superset that real "GB2312" files often need). ``str`` input is used
-    as it is. :func:`write_sgf` returns ``str``; :func:`write_sgf_bytes` returns UTF-8 and
-    rewrites the roots' ``CA`` to ``UTF-8`` so that the bytes say what they are.
+    ``bytes`` input in UTF-16 or UTF-32 (with or without a byte order mark) is recognised
+    by its first bytes and decoded as such. Other input is decoded with the charset named
+    by the ``CA`` property (looked for in the raw bytes before decoding), else UTF-8 (a
+    BOM is skipped). When some bytes do not fit (a ``CA`` naming an unknown or
+    non-ASCII-compatible codec counts as no ``CA``), only the values that hold them are
+    decoded again, each on its own, with the other candidate and then Latin-1: one bad
+    name garbles nothing else. ``GB2312`` and ``GBK`` are read as ``GB18030`` (a superset
+    that real "GB2312" files often need). ``str`` input is used as it is.
+    :func:`write_sgf` returns ``str``; :func:`write_sgf_bytes` returns UTF-8 and rewrites
+    the roots' ``CA`` to ``UTF-8`` so that the bytes say what they are.
+
+Text outside the game trees
+    Anything before the first game tree (``Game record:``), between trees and after the
+    last (a DOS end-of-file byte) is skipped, as other readers do, when the input holds
+    a game tree (a ``(`` followed by ``;``); input without one is an error.
 
 Values
     Property values are stored unescaped (``\\]`` is ``]``, ``\\\\`` is ``\\``) with SGF
@@ -57,6 +66,12 @@ Limits (all configurable, see :func:`parse_collection`)
     ``str``), ``DEFAULT_MAX_NODES`` nodes (200,000: a 100,000-move main line parses with
     the defaults), ``DEFAULT_MAX_VALUE_LENGTH`` characters in one property value
     (512 KiB: KaTrain analysis blobs fit). Exceeding one raises :class:`SgfError`.
+    Reading a record also checks the board size against the rules core's (2 to 25)
+    before any point list is expanded, expands each distinct point-list value once and
+    stops once the board is covered, and charges every point visited (plus a board's
+    area for each set-up node, which replay rebuilds) to a :class:`PointBudget` of
+    ``DEFAULT_POINT_BUDGET`` (1,000,000): the work of a hostile upload is bounded by the
+    board and the budget, not by the text.
 
 Everything is iterative (parser, writer, equality, main-line walk): trees of any depth
 work without touching the recursion limit. Every malformed input raises
@@ -72,12 +87,14 @@ Game-info interpretation (:class:`GameInfo`)
       ``KM[375]`` are 7.5 points, ``KM[2.75]`` is 5.5). Real komi in points is always a
       whole or half number, so the two cannot be confused. The original text stays in
       ``GameInfo.komi_raw``. Missing komi is 0.
-    * ``RU``: mapped with :func:`rules_from_sgf` (many spellings, KataGo JSON rules too).
+    * ``RU``: mapped with :func:`rules_from_sgf` (many spellings, KataGo JSON rules and
+      KataGo's short strings such as ``koPOSITIONALscoreAREAtaxNONEsui1`` too).
       Missing or unknown rules give :data:`DEFAULT_RULES_NAME` (Japanese, the default
       of KGS and OGS, where most SGF files come from); the raw text stays in
       ``GameInfo.rules_name`` and ``GameInfo.rules_known`` says whether it was recognised.
     * ``RE``: a :class:`goapp.rules.Result`, read with ``Result.parse(text, strict=False)``
-      (the spellings it knows: ``B+3.5``, ``W+Resign``, ``黑中盘胜``...) and written as
+      (the spellings it knows: ``B+3.5``, ``W+Resign``, ``黑中盘胜``, Fox's ``B+0.0`` for a
+      win without a count, which is ``B+``...) and written as
       ``str(result)``, the canonical form; unreadable text is kept as
       ``Result.unknown(text)``, which writes the original text back.
 """
@@ -1164,7 +1181,8 @@ class Setup:
     """The set-up properties of one main-line node: ``AB``/``AW``/``AE`` points (expanded)
     and ``PL``. ``before_move`` is how many moves of the main line come before it (0: the
     root and any node before the first move). In a node, ``AB`` and ``AW`` are applied
-    first, then ``AE``; a node's move, if it has one, comes after its set-up."""
+    first, then ``AE``; a node's move, if it has one, comes after its set-up stones, and
+    a ``PL`` beside a move is a set-up of its own, after the move."""
 
     before_move: int
     black: list[Point] = field(default_factory=list)
@@ -1242,8 +1260,14 @@ class GameRecord:
                     setup.empty = expand_points(props.get("AE", ()), size, budget=budget)
                 except SgfError as exc:
                     raise _node_error(node, f"{exc.reason} in setup stones") from None
-                setup.player = _parse_color(node.get("PL"))
+                player = _parse_color(node.get("PL"))
                 record.setups.append(setup)
+                if "B" in props or "W" in props:
+                    # PL next to a move (CGoban 2 writes it) says who plays after it
+                    if player is not None:
+                        record.setups.append(Setup(len(record.moves) + 1, player=player))
+                else:
+                    setup.player = player
                 if number == 0:
                     record.setup_black, record.setup_white = setup.black, setup.white
                     record.setup_empty, record.player_to_move = setup.empty, setup.player

@@ -496,8 +496,10 @@ ROUTES = [
         "games",
         body_media="application/x-go-sgf",
         errors=(400, 413, 415, 429),
-        description=f"At most {MAX_SGF_BYTES} bytes. A malformed or illegal record answers "
-        "400 `bad_sgf` with `line` and `column` when known.",
+        description=f"At most {MAX_SGF_BYTES} bytes. Set-up stones in any node come back in "
+        "`setup` ([{move, black, white, empty}], applied before move `move`). A malformed or "
+        "illegal record, or one over the set-up point budget, answers 400 `bad_sgf` with "
+        "`line` and `column` when known.",
     ),
     Route(
         "GET",
