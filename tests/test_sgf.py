@@ -175,6 +175,7 @@ def test_write_sgf_bytes_rewrites_charset() -> None:
         ("(;B[aa]", 1, 8, "not closed with ')'"),
         ("(;B[aa](;W[bb])", 1, 16, "1 game tree(s) not closed"),
         ("))", 1, 1, "unbalanced ')'"),
+        ("(;B[aa]))W[bb];B[cc])", 1, 9, "unbalanced ')'"),  # a stray ')' cut the tree
         ("(;GM[1]\n;B[aa]\n;C[unterminated comment ))", 3, 3, "unterminated value of property C"),
         ("(;GM[1]\n;B[aa][bb", 2, 7, "unterminated property value"),
         ("(;B[aa]W)", 1, 8, "property W has no value"),
@@ -1138,3 +1139,5 @@ def test_text_around_the_tree_and_wide_encodings(name: str) -> None:
 def test_text_between_and_after_game_trees() -> None:
     games = parse_collection("Games:\n(;GN[a])\n-- next --\n(;GN[b]))\x1a")
     assert [g.get("GN") for g in games] == ["a", "b"]
+    with pytest.raises(SgfError, match="expected '\\('"):
+        parse_collection("(;B[aa])\n;W[bb])")  # moves after the tree are not dropped

@@ -50,9 +50,11 @@ Text and charsets
     the roots' ``CA`` to ``UTF-8`` so that the bytes say what they are.
 
 Text outside the game trees
-    Anything before the first game tree (``Game record:``), between trees and after the
-    last (a DOS end-of-file byte) is skipped, as other readers do, when the input holds
-    a game tree (a ``(`` followed by ``;``); input without one is an error.
+    Anything before the first game tree (``Game record:``), and text without property
+    values between trees and after the last (a note, a DOS end-of-file byte, a stray
+    ``)``), is skipped, as other readers do, when the input holds a game tree (a ``(``
+    followed by ``;``); input without one is an error, and so is text with values after
+    a tree (``(;B[aa])W[bb])``: moves cut off by a stray ``)`` are not dropped silently).
 
 Values
     Property values are stored unescaped (``\\]`` is ``]``, ``\\\\`` is ``\\``) with SGF
@@ -519,9 +521,14 @@ class _Parser:
         while True:
             if lenient and not stack:
                 start_match = _TREE_START_RE.search(text, pos)
-                if start_match is None:
-                    break
-                pos = start_match.start()
+                stop = start_match.start() if start_match is not None else end
+                # Text after a tree with property values in it is not a note: most
+                # likely a stray ')' cut the tree short. Read it strictly (an error)
+                # rather than drop moves.
+                if not games or text.find("[", pos, stop) < 0:
+                    if start_match is None:
+                        break
+                    pos = stop
             m = token_match(text, pos)
             if m is None:
                 pos = _SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
