@@ -183,9 +183,18 @@ class Settings:
     )
     engine_secret: str = setting(
         "",
-        "Shared secret of the remote engine (Authorization: Bearer); `goapp engine serve` "
-        "refuses to start without one.",
+        "Shared secret of the remote engine (Authorization: Bearer), at least 16 characters "
+        "(`openssl rand -hex 32`). Unset, `goapp engine serve` makes one in "
+        "DATA_DIR/engine_secret (mode 0600) and serves with it; the game servers need the "
+        "same value.",
         secret=True,
+    )
+    estimate_queue: int = setting(
+        4,
+        "Score estimates (GET /api/games/{id}/estimate) that may wait for the engine while "
+        "one runs; more are answered 503 engine_busy at once. Estimates always queue behind "
+        "bot moves.",
+        validator=_positive,
     )
     redis_url: str = setting(
         "",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from goapp.engine.bots import BotDriver
-from goapp.engine.facade import GameEngine, KataGoBackend
+from goapp.engine.facade import GameEngine, KataGoBackend, Position
 from goapp.engine.katago import KataGoEngine
 from goapp.engine.setup import KataGoPaths
 from goapp.game.errors import GameError
@@ -94,3 +94,48 @@ async def human_turn(
 
 def human_color(state: GameState, user_id: int) -> Color:
     return Color.BLACK if state.black_id == user_id else Color.WHITE
+
+
+# A 19x19 middle game (80 scattered moves, Black first, White to move) that keeps GNU Go
+# busy: on this project's 2-core test machine `final_status_list dead` at GNU Go's default
+# level took 282 s, `genmove white` at level 10 about 12 s, at level 1 about 0.9 s.
+BUSY_19X19 = (
+    "E19 C9 D16 P16 N7 A13 O1 P9 H19 D11 A1 A18 G14 A17 H15 Q18 H12 H8 P10 A14 S4 F10 R14 R7 "
+    "K10 T16 R13 T2 Q8 N14 F12 S12 C15 R4 F17 N12 Q1 Q2 K19 T13 F6 R8 A7 S18 H13 R12 T12 S1 "
+    "N17 E17 S7 O2 Q12 T18 G17 O16 M14 M1 L15 A8 F18 T6 C18 J2 C3 A15 A9 H9 D6 M10 C6 F9 R6 "
+    "J10 P11 Q16 D1 K13 L14 G9"
+).split()
+
+
+def busy_position() -> Position:
+    """:data:`BUSY_19X19` as an engine position (Japanese rules, komi 6.5)."""
+    moves = [["B" if i % 2 == 0 else "W", v] for i, v in enumerate(BUSY_19X19)]
+    return Position(width=19, height=19, rules="japanese", komi=6.5, moves=moves)
+
+
+def group_alive(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, and the process ``pgid``
+    itself if it is alive, from /proc."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if state not in ("Z", "X") and (pgrp == pgid or int(entry.name) == pgid):
+            found.append(int(entry.name))
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of ``pid`` so far, in clock ticks (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])

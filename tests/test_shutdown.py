@@ -1,4 +1,4 @@
-"""Graceful shutdown and crash safety of a real ``goapp serve`` process (SQLite, no engine).
+"""Graceful shutdown and crash safety of a real ``goapp serve`` process (SQLite).
 
 Two players play over WebSocket (``goapp.v1`` with ``bearer.<token>``, actions with a
 ``request_id``), as docs/protocol.md describes:
@@ -10,11 +10,14 @@ Two players play over WebSocket (``goapp.v1`` with ``bearer.<token>``, actions w
 * SIGKILL while a client sends moves as fast as the acks come back: after a restart
   ``GET /api/games/{id}/events`` holds every acknowledged move at the seq of its ack, the
   in-flight retry does not act twice, and the game goes on.
+* SIGTERM while GNU Go is busy (a bot's move, a score estimate): the exit stays within the
+  bound and no ``gnugo`` outlives the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,11 +33,17 @@ import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse
 
 try:
+    from .engine_support import BUSY_19X19, cpu_ticks, group_alive
     from .services import free_port
     from .ws_helpers import closed_code, recv_type, request
 except ImportError:
+    from engine_support import BUSY_19X19, cpu_ticks, group_alive  # type: ignore[no-redef]
     from services import free_port  # type: ignore[no-redef]
     from ws_helpers import closed_code, recv_type, request  # type: ignore[no-redef]
+
+from goapp.game.service import GameService
+from goapp.settings import load_settings
+from goapp.store import open_store
 
 #: How long a SIGTERMed server may take to close its sockets and exit.
 EXIT_BOUND_S = 10.0
@@ -47,13 +56,14 @@ MOVES = [v for pair in zip(BLACK, WHITE, strict=True) for v in pair]  # black fi
 
 
 class ServeProcess:
-    """``python -m goapp serve`` on SQLite in ``data_dir``, WebSocket on the HTTP port."""
+    """``python -m goapp serve`` on SQLite in ``data_dir``, WebSocket on the HTTP port,
+    with no engine unless ``engine`` names one."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, engine: str = "none") -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
-        env.update(GOAPP_ENGINE="none", GOAPP_LOG_LEVEL="warning")
+        env.update(GOAPP_ENGINE=engine, GOAPP_LOG_LEVEL="warning")
         env["GOAPP_METRICS_LISTEN"] = "127.0.0.1:0"  # any free port, not the default 9464
         self.log = (data_dir.parent / "server.log").open("a")
         argv = [sys.executable, "-m", "goapp", "serve", "--host", "127.0.0.1"]
@@ -361,3 +371,90 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_move(
     assert moves == MOVES[: next_index + 1]  # no move played twice, none skipped
     second.proc.send_signal(signal.SIGTERM)
     assert await second.exit_code(EXIT_BOUND_S) == 0
+
+
+async def seed_busy_games(data_dir: Path) -> tuple[int, int]:
+    """Before the server starts: a finished 19x19 game between people and a GNU Go
+    (strong) vs GNU Go game, both at :data:`BUSY_19X19`'s hard position. Returns their ids."""
+    settings = load_settings(env={}, overrides={"data_dir": str(data_dir)})
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = await open_store(settings.effective_database_url)
+    try:
+        games = GameService(store)
+        alice = (await store.create_user("alice", None)).id
+        bob = (await store.create_user("bob", None)).id
+        people = (await games.create_game(alice, bob, user_color="black", size=19)).game_id
+        bots = (
+            await games.create_game(
+                None, None, size=19, user_bot="gnugo:strong", opponent_bot="gnugo:strong"
+            )
+        ).game_id
+        for i, vertex in enumerate(BUSY_19X19):
+            color = "black" if i % 2 == 0 else "white"
+            move = {"type": "move", "vertex": vertex}
+            await games.act(people, alice if color == "black" else bob, move)
+            await games.act_as_bot(bots, color, move, request_id=f"seed-{i}")
+        await games.act(people, alice, {"type": "resign"})
+    finally:
+        await store.close()
+    return people, bots
+
+
+def gnugo_children(pid: int) -> list[int]:
+    """The live ``gnugo`` child processes of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if "(gnugo)" in stat and int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(180)
+async def test_sigterm_with_busy_gnugo_exits_in_bound_and_leaves_no_gnugo(
+    data_dir: Path, started: list[ServeProcess], http: ClientSession
+) -> None:
+    """GNU Go busy with a bot's move and with a score estimate asked over HTTP (each minutes
+    of work on this position): SIGTERM still ends the server within the bound, the
+    estimate's request gets its answer (503) instead of holding the exit, and no GNU Go
+    process outlives the server."""
+    finished, _bot_game = await seed_busy_games(data_dir)
+    server = ServeProcess(data_dir, free_port(), engine="gnugo")
+    started.append(server)
+    await server.ready(http)
+
+    async def estimate() -> int:
+        async with http.get(f"{server.url}/api/games/{finished}/estimate") as resp:
+            return resp.status
+
+    asking = asyncio.create_task(estimate())
+    deadline = time.monotonic() + 60
+    settled = False
+    while True:  # GNU Go thinking (about the bot's move and the estimate) for a while
+        pids = gnugo_children(server.proc.pid)
+        if pids and all(cpu_ticks(p) > 20 for p in pids):
+            if settled:
+                break
+            settled = True  # look again in a second: every query has reached GNU Go
+            await asyncio.sleep(1.0)
+            continue
+        assert time.monotonic() < deadline, f"GNU Go not busy: {pids}"
+        assert not asking.done(), asking.result()
+        await asyncio.sleep(0.1)
+
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        assert await server.exit_code(EXIT_BOUND_S) == 0
+        for pid in pids:
+            assert group_alive(pid) == [], f"GNU Go {pid} outlived the server"
+        assert await asyncio.wait_for(asking, 5) == 503
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

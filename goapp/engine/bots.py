@@ -44,12 +44,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from goapp.engine.errors import (
+    EngineBusyError,
     EngineError,
     EngineProtocolError,
     EngineUnavailableError,
     QueryCancelledError,
 )
 from goapp.engine.facade import Estimate, GameEngine, Position, dead_from_ownership
+from goapp.engine.katago import PRIORITY_BOT, PRIORITY_SCORE
 from goapp.game.errors import GameError, IllegalMove
 from goapp.game.events import GameCreated, PlayerColor, StoredEvent
 from goapp.game.service import GameService
@@ -60,6 +62,7 @@ __all__ = [
     "BotDriver",
     "BotLevel",
     "Estimator",
+    "EstimatorBusy",
     "bot_name",
     "level_of",
     "propose_dead",
@@ -101,10 +104,13 @@ def level_of(name: str) -> BotLevel:
     return LEVELS.get(level, LEVELS[DEFAULT_LEVEL])
 
 
-async def propose_dead(engine: GameEngine, state: GameState, *, tag: str | None = None) -> Estimate:
+async def propose_dead(
+    engine: GameEngine, state: GameState, *, tag: str | None = None, priority: int = PRIORITY_SCORE
+) -> Estimate:
     """The engine's estimate of ``state``'s position with ``dead`` filled in (from KataGo's
-    ownership, or GNU Go's ``final_status_list dead``)."""
-    est = await engine.estimate(Position.from_state(state), tag=tag)
+    ownership, or GNU Go's ``final_status_list dead``). ``priority``: ``PRIORITY_BOT`` for
+    a bot's own proposal (a bot game waits for it), else behind every bot move."""
+    est = await engine.estimate(Position.from_state(state), tag=tag, priority=priority)
     if est.dead is None:
         dead = dead_from_ownership(state, est.ownership or [])
         est = Estimate(
@@ -121,28 +127,81 @@ async def propose_dead(engine: GameEngine, state: GameState, *, tag: str | None 
     )
 
 
+class EstimatorBusy(EngineBusyError):
+    """Too many score estimates are waiting for the engine: try again later."""
+
+
 class Estimator:
     """``GET /api/games/{id}/estimate``: the engine's ownership and proposed dead stones for
-    a game's current position, cached per ``(game_id, seq)`` and at most ``parallel`` at
-    once (others wait)."""
+    a game's current position, cached per ``(game_id, seq)`` (a finished game's position is
+    estimated once, however many ask). At most ``parallel`` run at once and ``max_waiting``
+    wait; more raise :class:`EstimatorBusy` at once instead of queueing without bound.
+    Requests for a position already being estimated share that one query. Estimates run at
+    ``PRIORITY_SCORE``: behind every bot move (see docs/engine.md)."""
 
-    def __init__(self, engine: GameEngine, *, cache_size: int = 256, parallel: int = 2) -> None:
+    def __init__(
+        self,
+        engine: GameEngine,
+        *,
+        cache_size: int = 256,
+        parallel: int = 1,
+        max_waiting: int = 4,
+    ) -> None:
         self.engine = engine
+        self.max_waiting = max_waiting
+        self.computed = 0
+        self.refused = 0
         self._cache: OrderedDict[tuple[int, int], Estimate] = OrderedDict()
         self._cache_size = cache_size
         self._slots = asyncio.Semaphore(parallel)
+        self._waiting = 0
+        self._inflight: dict[tuple[int, int], asyncio.Future[Estimate]] = {}
 
     async def estimate(self, state: GameState) -> Estimate:
         key = (state.game_id, state.last_seq)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        async with self._slots:
-            est = await propose_dead(self.engine, state, tag=f"estimate:{state.game_id}")
+        shared = self._inflight.get(key)
+        if shared is not None:
+            return await asyncio.shield(shared)
+        if self._slots.locked() and self._waiting >= self.max_waiting:
+            self.refused += 1
+            raise EstimatorBusy(
+                f"too many score estimates are waiting ({self._waiting}); try again later"
+            )
+        future: asyncio.Future[Estimate] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            est = await self._compute(state)
+        except BaseException as exc:
+            error = (
+                exc
+                if isinstance(exc, EngineError)
+                else EngineUnavailableError("the estimate was abandoned; try again")
+            )
+            future.set_exception(error)
+            future.exception()  # retrieved: sharing requests may have gone
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(est)
         self._cache[key] = est
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return est
+
+    async def _compute(self, state: GameState) -> Estimate:
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            self.computed += 1
+            return await propose_dead(self.engine, state, tag=f"estimate:{state.game_id}")
+        finally:
+            self._slots.release()
 
 
 class BotDriver:
@@ -424,7 +483,7 @@ class BotDriver:
         proposal = self._proposals.get(game_id)
         start = _scoring_start(state)
         if proposal is None or proposal[0] != start:
-            est = await propose_dead(self.engine, state, tag=str(game_id))
+            est = await propose_dead(self.engine, state, tag=str(game_id), priority=PRIORITY_BOT)
             fresh = await self.games.state(game_id)
             if fresh.last_seq != state.last_seq:
                 return True

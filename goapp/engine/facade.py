@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from goapp.engine.errors import (
+    EngineBusyError,
     EngineCrashedError,
     EngineProtocolError,
     EngineUnavailableError,
@@ -138,7 +139,9 @@ class GameEngine(Protocol):
         self, pos: Position, *, visits: int, gnugo_level: int, tag: str | None = None
     ) -> str: ...
 
-    async def estimate(self, pos: Position, *, tag: str | None = None) -> Estimate: ...
+    async def estimate(
+        self, pos: Position, *, tag: str | None = None, priority: int = PRIORITY_SCORE
+    ) -> Estimate: ...
 
     async def analyze_turns(
         self, query: AnalysisQuery, *, timeout: float | None = ..., tag: str | None = None
@@ -194,8 +197,10 @@ class KataGoBackend:
         result = next(iter(results.values()))
         return result.best_move or "pass"
 
-    async def estimate(self, pos: Position, *, tag: str | None = None) -> Estimate:
-        query = pos.query(max_visits=SCORE_VISITS, include_ownership=True, priority=PRIORITY_SCORE)
+    async def estimate(
+        self, pos: Position, *, tag: str | None = None, priority: int = PRIORITY_SCORE
+    ) -> Estimate:
+        query = pos.query(max_visits=SCORE_VISITS, include_ownership=True, priority=priority)
         results = await self.inner.analyze_turns(query, tag=tag)
         result = next(iter(results.values()))
         root = result.root_info
@@ -220,41 +225,132 @@ class KataGoBackend:
         return {"kind": self.kind, **self.inner.stats()}
 
 
+class _GtpLane:
+    """One GNU Go process and the queries waiting for it: one at a time, first come first
+    served, at most ``max_waiting`` waiting (more: :class:`EngineBusyError`). Started with
+    the first query, restarted once when it dies."""
+
+    def __init__(self, name: str, argv: list[str], timeout: float, max_waiting: int) -> None:
+        self.name = name
+        self.argv = argv
+        self.timeout = timeout
+        self.max_waiting = max_waiting
+        self.client: AsyncGtpClient | None = None
+        self.closed = False
+        self.waiting = 0
+        self.restarts = 0
+        self.failed = 0
+        self.rejected = 0
+        self._lock = asyncio.Lock()
+
+    async def run(self, cmds: list[str]) -> str:
+        """The answer to the last of ``cmds`` (sent in one write)."""
+        if self._lock.locked() and self.waiting >= self.max_waiting:
+            self.rejected += 1
+            raise EngineBusyError(
+                f"GNU Go is busy ({self.waiting} {self.name} queries waiting); try again later"
+            )
+        self.waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            return await self._run_locked(cmds)
+        finally:
+            self._lock.release()
+
+    async def _run_locked(self, cmds: list[str]) -> str:
+        for attempt in (1, 2):
+            if self.closed:
+                raise EngineUnavailableError("engine is stopped")
+            if self.client is None:
+                try:
+                    self.client = await AsyncGtpClient.start(self.argv, timeout=self.timeout)
+                except OSError as exc:
+                    self.failed += 1
+                    raise EngineUnavailableError(f"cannot start GNU Go: {exc}") from exc
+            client = self.client
+            try:
+                answers = await client.send_many(cmds)
+                return answers[-1]
+            except GtpError as exc:
+                self.failed += 1
+                raise EngineProtocolError(f"GNU Go refused the position: {exc}") from exc
+            except GtpEngineDied as exc:
+                if self.client is client:
+                    self.client = None
+                with contextlib.suppress(Exception):
+                    await client.close(timeout=0.5)
+                if self.closed:
+                    raise EngineUnavailableError("engine closed") from exc
+                self.restarts += 1
+                if attempt == 2:
+                    self.failed += 1
+                    raise EngineCrashedError(f"GNU Go died twice: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        """Stop the process now, whatever it is doing (a query in progress fails with
+        :class:`EngineUnavailableError`); never waits for the queries' lock."""
+        self.closed = True
+        client, self.client = self.client, None
+        if client is not None:
+            await client.close()
+
+
 class GnuGoBackend:
-    """:class:`GameEngine` over GNU Go (``gnugo --mode gtp``): one process, one position at
-    a time (the whole game is replayed for each move: ``boardsize``, ``clear_board``,
-    ``komi``, ``play``...; pipelined in one write). It plays and proposes dead stones
-    (``final_status_list dead``); it cannot analyse. Restarted once when it dies."""
+    """:class:`GameEngine` over GNU Go (``gnugo --mode gtp``), which thinks about one
+    position at a time (the whole game is replayed for each query: ``boardsize``,
+    ``clear_board``, ``komi``, ``play``...; pipelined in one write). It plays and proposes
+    dead stones (``final_status_list dead``); it cannot analyse.
+
+    Two processes ("lanes"), so that bot moves never wait behind estimates: the *play* lane
+    runs the bots' moves and the bots' own dead-stone proposals (``PRIORITY_BOT``); the
+    *background* lane runs everything else (score estimates asked through the API), at most
+    ``max_queue`` waiting there. Closing kills both within a few seconds, busy or not."""
 
     kind = "gnugo"
     can_analyze = False
 
-    def __init__(self, binary: str = "gnugo", *, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        binary: str = "gnugo",
+        *,
+        timeout: float = 120.0,
+        max_queue: int = 4,
+        max_bot_queue: int = 256,
+    ) -> None:
         self.binary = binary
         self.timeout = timeout
-        self._client: AsyncGtpClient | None = None
-        self._lock = asyncio.Lock()
+        argv = [binary, "--mode", "gtp"]
+        self._play = _GtpLane("bot", argv, timeout, max_bot_queue)
+        self._background = _GtpLane("estimate", argv, timeout, max_queue)
         self._closed = False
         self.queries_total = 0
-        self.queries_failed = 0
-        self.restarts = 0
 
     @property
     def state(self) -> str:
         return "stopped" if self._closed else "up"
 
+    def pids(self) -> list[int]:
+        """The process ids of the running GNU Go processes (tests, diagnostics)."""
+        return [lane.client.pid for lane in self._lanes if lane.client is not None]
+
+    @property
+    def _lanes(self) -> tuple[_GtpLane, _GtpLane]:
+        return (self._play, self._background)
+
     async def start(self) -> None:
-        self._closed = False  # the process starts with the first query
+        self._closed = False  # the processes start with the first queries
+        for lane in self._lanes:
+            lane.closed = False
 
     async def close(self) -> None:
         self._closed = True
-        async with self._lock:
-            if self._client is not None:
-                with contextlib.suppress(Exception):
-                    await self._client.close()
-                self._client = None
+        await asyncio.gather(*(lane.close() for lane in self._lanes))
 
-    async def _run(self, pos: Position, final: str, level: int | None) -> str:
+    async def _run(self, pos: Position, final: str, level: int | None, priority: int) -> str:
         if self._closed:
             raise EngineUnavailableError("engine is stopped")
         if pos.width != pos.height or pos.width > 19:
@@ -266,44 +362,23 @@ class GnuGoBackend:
         cmds += [f"play {'black' if c == 'B' else 'white'} {v}" for c, v in pos.moves]
         cmds.append(final)
         self.queries_total += 1
-        async with self._lock:
-            for attempt in (1, 2):
-                if self._client is None:
-                    try:
-                        self._client = await AsyncGtpClient.start(
-                            [self.binary, "--mode", "gtp"], timeout=self.timeout
-                        )
-                    except OSError as exc:
-                        self.queries_failed += 1
-                        raise EngineUnavailableError(f"cannot start GNU Go: {exc}") from exc
-                try:
-                    answers = await self._client.send_many(cmds)
-                    return answers[-1]
-                except GtpError as exc:
-                    self.queries_failed += 1
-                    raise EngineProtocolError(f"GNU Go refused the position: {exc}") from exc
-                except GtpEngineDied as exc:
-                    with contextlib.suppress(Exception):
-                        await self._client.close(timeout=1.0)
-                    self._client = None
-                    self.restarts += 1
-                    if attempt == 2:
-                        self.queries_failed += 1
-                        raise EngineCrashedError(f"GNU Go died twice: {exc}") from exc
-        raise AssertionError("unreachable")
+        lane = self._play if priority >= PRIORITY_BOT else self._background
+        return await lane.run(cmds)
 
     async def genmove(
         self, pos: Position, *, visits: int = 0, gnugo_level: int = 10, tag: str | None = None
     ) -> str:
         color = "black" if pos.to_move == "B" else "white"
-        answer = (await self._run(pos, f"genmove {color}", gnugo_level)).strip()
+        answer = (await self._run(pos, f"genmove {color}", gnugo_level, PRIORITY_BOT)).strip()
         # GNU Go may resign: goapp's bots never do, they pass instead
         if answer.lower() in ("pass", "resign", ""):
             return "pass"
         return answer.upper()
 
-    async def estimate(self, pos: Position, *, tag: str | None = None) -> Estimate:
-        answer = await self._run(pos, "final_status_list dead", None)
+    async def estimate(
+        self, pos: Position, *, tag: str | None = None, priority: int = PRIORITY_SCORE
+    ) -> Estimate:
+        answer = await self._run(pos, "final_status_list dead", None, priority)
         dead = sorted({v.upper() for v in answer.split() if v})
         return Estimate(ownership=None, dead=dead)
 
@@ -319,10 +394,11 @@ class GnuGoBackend:
         return {
             "kind": self.kind,
             "state": self.state,
-            "queue_depth": 0,
+            "queue_depth": sum(lane.waiting for lane in self._lanes),
             "queries_total": self.queries_total,
-            "queries_failed": self.queries_failed,
-            "restarts": self.restarts,
+            "queries_failed": sum(lane.failed for lane in self._lanes),
+            "rejected": sum(lane.rejected for lane in self._lanes),
+            "restarts": sum(lane.restarts for lane in self._lanes),
             "last_visits_per_second": None,
         }
 

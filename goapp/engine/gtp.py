@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import os
 import selectors
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
+
+from goapp.engine.process import stop_process
 
 _BATCH_BYTES = 16384
 
@@ -98,6 +101,7 @@ class GtpClient:
             cwd=cwd,
             env=env,
             bufsize=0,
+            start_new_session=True,  # its own process group: close() kills all of it
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin = self._proc.stdin
@@ -195,7 +199,10 @@ class GtpClient:
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
+                try:
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    self._proc.kill()
                 self._proc.wait()
         self._sel.close()
         self._stdin.close()
@@ -228,6 +235,7 @@ class AsyncGtpClient:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: close() kills all of it
         )
         return cls(proc, timeout)
 
@@ -267,19 +275,22 @@ class AsyncGtpClient:
     async def send(self, command: str) -> str:
         return (await self.send_many([command]))[0]
 
-    async def close(self, timeout: float = 5.0) -> None:
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Send ``quit`` and give the engine ``timeout`` s to exit; then SIGTERM and SIGKILL
+        its process group (:func:`goapp.engine.process.stop_process`). Never waits for a
+        command in progress (GTP reads ``quit`` only after a long ``genmove``), and kills
+        the engine even when this close is cancelled."""
         if self._proc.returncode is None:
             try:
                 assert self._proc.stdin is not None
                 self._proc.stdin.write(b"quit\n")
-                await self._proc.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, RuntimeError):
                 pass
-            try:
-                await asyncio.wait_for(self._proc.wait(), timeout)
-            except TimeoutError:
-                self._proc.kill()
-                await self._proc.wait()
+        await stop_process(self._proc, grace=timeout)
 
 
 __all__ = ["AsyncGtpClient", "GtpClient", "GtpEngineDied", "GtpError"]

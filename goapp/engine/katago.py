@@ -43,7 +43,6 @@ import heapq
 import importlib.resources
 import itertools
 import logging
-import os
 import signal
 import tempfile
 import time
@@ -64,6 +63,7 @@ from goapp.engine.errors import (
     EngineUnavailableError,
     QueryCancelledError,
 )
+from goapp.engine.process import signal_group, stop_process
 from goapp.engine.setup import KataGoPaths
 
 __all__ = [
@@ -476,48 +476,35 @@ class KataGoEngine:
             with contextlib.suppress(ValueError):
                 self._start_waiters.remove(waiter)
 
-    async def close(self, grace: float = 5.0) -> None:
+    async def close(self, grace: float = 2.0) -> None:
         """Stop the engine: fail pending queries, close stdin, then SIGTERM and SIGKILL the
-        process group if it does not exit; reap it. Safe to call twice."""
+        process group if it does not exit within ``grace`` s; reap it. Safe to call twice;
+        cancelled, it still kills the process group (:func:`stop_process`)."""
         self._closing = True
         if self._close_event is not None:
             self._close_event.set()
         self._fail_all(EngineUnavailableError("engine closed"))
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            if proc.stdin is not None:
-                with contextlib.suppress(Exception):
-                    proc.stdin.close()
-            await self._wait_or_kill(proc, grace)
-        if self._supervisor is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._supervisor, grace + 5)
-            if not self._supervisor.done():
-                self._supervisor.cancel()
+        try:
+            proc = self._proc
+            if proc is not None and proc.returncode is None:
+                if proc.stdin is not None:
+                    with contextlib.suppress(Exception):
+                        proc.stdin.close()
+                await stop_process(proc, grace=grace)
+            if self._supervisor is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(self._supervisor, grace + 5)
+        finally:
+            if self._supervisor is not None and not self._supervisor.done():
+                self._supervisor.cancel()  # its own cleanup SIGKILLs a child it still has
             self._supervisor = None
-        self._state = "stopped"
-        self._wake_start_waiters(EngineUnavailableError("engine closed"))
-
-    async def _wait_or_kill(self, proc: asyncio.subprocess.Process, grace: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), grace)
-            return
-        self._signal(proc, signal.SIGTERM)
-        self._signal(proc, signal.SIGCONT)  # a stopped process acts on SIGTERM only then
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 2.0)
-            return
-        self._signal(proc, signal.SIGKILL)
-        await proc.wait()
+            self._state = "stopped"
+            self._wake_start_waiters(EngineUnavailableError("engine closed"))
 
     @staticmethod
     def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
         # The child leads its own process group (start_new_session): signal the group.
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
+        signal_group(proc, sig)
 
     def kill(self, reason: str = "killed") -> None:
         """Kill the child now (SIGKILL); the supervisor restarts it."""
@@ -833,7 +820,7 @@ class KataGoEngine:
             raise EngineUnavailableError("engine is stopped")
         if self._state == "degraded" and self._consecutive_failures >= self.fail_fast_after:
             raise EngineUnavailableError(f"engine is down: {self.last_failure}")
-        if len(self._heap) >= self.max_queue:
+        if len(self._heap) >= self.max_queue and not self._make_room(query.priority):
             self.rejected += 1
             raise EngineBusyError(
                 f"engine queue full ({len(self._heap)} waiting, {len(self._inflight)} running)"
@@ -857,6 +844,21 @@ class KataGoEngine:
         heapq.heappush(self._heap, (-pending.priority, pending.seq, pending))
         self._pump()
         return pending
+
+    def _make_room(self, priority: int) -> bool:
+        """The queue is full: refuse the queued query of the lowest priority (the newest of
+        those) with :class:`EngineBusyError` if it ranks below ``priority``, so that a bot
+        move always gets in ahead of estimates and reviews. False: nothing ranks lower."""
+        if not self._heap:
+            return False
+        worst = max(self._heap, key=lambda entry: (entry[0], entry[1]))
+        if worst[2].priority >= priority:
+            return False
+        self.rejected += 1
+        self._abandon(
+            worst[2], EngineBusyError("engine queue full: a query of higher priority came first")
+        )
+        return True
 
     def _on_timeout(self, query: _Query, timeout: float) -> None:
         query.timer = None

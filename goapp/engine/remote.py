@@ -3,7 +3,13 @@
 ``goapp engine serve --listen 0.0.0.0:4100`` runs :func:`serve_engine`: the same supervised
 :class:`~goapp.engine.katago.KataGoEngine` behind a small HTTP API. Every request needs
 ``Authorization: Bearer <engine_secret>`` (compared in constant time; anything else is
-401). Put TLS in front of it (Nginx) when it crosses an untrusted network.
+401). The secret has at least :data:`MIN_SECRET_CHARS` characters; without one the server
+makes one (``DATA_DIR/engine_secret``, mode 0600) and says where it is. A client address
+that gets the secret wrong :data:`FREE_FAILURES` times is refused with 429 (and
+``Retry-After``) for a back-off that doubles with each further failure
+(:class:`AuthThrottle`). A body that is not what the endpoint takes (not JSON, wrong types,
+unknown fields, bad values) is 400 ``bad_request``. Put TLS in front of it (Nginx) when it
+crosses an untrusted network.
 
 =====================  =================================================================
 ``GET  /v1/state``     the engine's ``stats()`` (``state``: starting, up, degraded...)
@@ -12,6 +18,8 @@
                        ``{"error": {"code": "EngineBusyError", "message"}}`` with 503 (504
                        for a timeout, 400 for a query KataGo refused)
 ``POST /v1/cancel``    ``{"tag": str}`` -> ``{"cancelled": n}``
+(any)                  401 ``unauthorized``, 429 ``rate_limited`` (too many wrong secrets),
+                       400 ``bad_request`` (a malformed body)
 =====================  =================================================================
 
 :class:`RemoteEngine` is the client, with the calls the server uses of a local engine
@@ -29,11 +37,16 @@ import collections
 import contextlib
 import hmac
 import logging
+import math
+import os
+import secrets
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
 
 import aiohttp
 import msgspec
@@ -42,7 +55,15 @@ from aiohttp import web
 from goapp.engine import errors as E
 from goapp.engine.katago import AnalysisQuery, AnalysisResult, KataGoEngine, bot_move_query
 
-__all__ = ["RemoteEngine", "create_engine_app", "run_engine_server", "serve_engine"]
+__all__ = [
+    "MIN_SECRET_CHARS",
+    "AuthThrottle",
+    "RemoteEngine",
+    "create_engine_app",
+    "engine_secret",
+    "run_engine_server",
+    "serve_engine",
+]
 
 log = logging.getLogger("goapp.engine.remote")
 
@@ -63,34 +84,125 @@ _ERRORS: dict[str, type[E.EngineError]] = {
 }
 
 
+#: Shortest secret the engine server accepts (a guessable secret hands out the GPU).
+MIN_SECRET_CHARS = 16
+#: Wrong secrets a client address may send before it is refused with 429.
+FREE_FAILURES = 5
+#: The first refusal lasts this long; each further failure doubles it, up to the maximum.
+BACKOFF_INITIAL_S = 1.0
+BACKOFF_MAX_S = 300.0
+#: A client's failures are forgotten this long after its last one.
+FAILURE_MEMORY_S = 900.0
+#: Longest query timeout a client may ask for, and longest tag.
+MAX_TIMEOUT_S = 3600.0
+MAX_TAG_CHARS = 200
+
+_Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TAG_CHARS)]
+_Timeout = Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT_S)]
+
+
+class _StrictQuery(AnalysisQuery, forbid_unknown_fields=True):
+    """A query from the wire: KataGo's fields only (a typo is an error, not a default)."""
+
+
 class AnalyzeBody(msgspec.Struct, forbid_unknown_fields=True):
     query: dict[str, Any]
-    timeout: float | None = None
-    tag: str | None = None
+    timeout: _Timeout | None = None
+    tag: _Tag | None = None
+
+
+class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
+    tag: _Tag
 
 
 class AnalyzeAnswer(msgspec.Struct):
     results: dict[int, AnalysisResult]
 
 
+class AuthThrottle:
+    """Wrong-secret failures per client address, in a bounded LRU: after
+    :data:`FREE_FAILURES` of them the address is refused for a back-off that starts at
+    :data:`BACKOFF_INITIAL_S` and doubles with each further failure (up to
+    :data:`BACKOFF_MAX_S`). A success forgets the address's failures."""
+
+    def __init__(
+        self, *, max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_keys = max_keys
+        self.clock = clock
+        # address -> (failures, time of the last one, refused until)
+        self._failures: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
+
+    def wait(self, address: str) -> float:
+        """Seconds ``address`` is still refused (0: it may try)."""
+        entry = self._failures.get(address)
+        if entry is None:
+            return 0.0
+        now = self.clock()
+        if now - entry[1] > FAILURE_MEMORY_S:
+            del self._failures[address]
+            return 0.0
+        return max(0.0, entry[2] - now)
+
+    def failed(self, address: str) -> None:
+        now = self.clock()
+        count, last, _ = self._failures.get(address, (0, now, now))
+        if now - last > FAILURE_MEMORY_S:
+            count = 0
+        count += 1
+        until = now
+        if count >= FREE_FAILURES:
+            until = now + min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (count - FREE_FAILURES))
+        self._failures[address] = (count, now, until)
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_keys:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+
+_THROTTLE = web.AppKey("throttle", AuthThrottle)
+
+
 # -- the server ----------------------------------------------------------------------------
 
 
-def _unauthorized() -> web.Response:
+def _error(status: int, code: str, message: str, **headers: str) -> web.Response:
     return web.json_response(
-        {"error": {"code": "unauthorized", "message": "wrong or missing engine secret"}},
-        status=401,
-        headers={"WWW-Authenticate": 'Bearer realm="goapp-engine"'},
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
     )
+
+
+def _bad_request(message: str) -> web.Response:
+    return _error(400, "bad_request", message)
 
 
 @web.middleware
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    throttle = request.app[_THROTTLE]
+    address = request.remote or "unknown"
+    wait = throttle.wait(address)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        return _error(
+            429,
+            "rate_limited",
+            f"too many wrong secrets from this address; try again in {seconds} s",
+            **{"Retry-After": str(seconds)},
+        )
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     expected = request.app[_SECRET]
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-        return _unauthorized()
+        throttle.failed(address)
+        return _error(
+            401,
+            "unauthorized",
+            "wrong or missing engine secret",
+            **{"WWW-Authenticate": 'Bearer realm="goapp-engine"'},
+        )
+    throttle.succeeded(address)
     response: web.StreamResponse = await handler(request)
     return response
 
@@ -115,11 +227,10 @@ async def _state(request: web.Request) -> web.Response:
 async def _analyze(request: web.Request) -> web.Response:
     try:
         body = msgspec.json.decode(await request.read(), type=AnalyzeBody)
-        query = msgspec.convert(body.query, AnalysisQuery)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        return web.json_response(
-            {"error": {"code": "bad_request", "message": str(exc)}}, status=400
-        )
+        query = msgspec.convert(body.query, _StrictQuery)
+        query.to_wire()  # values msgspec let through but KataGo's JSON cannot hold
+    except (msgspec.ValidationError, msgspec.DecodeError, TypeError, ValueError) as exc:
+        return _bad_request(str(exc))
     engine = request.app[_ENGINE]
     try:
         if body.timeout is None:
@@ -134,24 +245,53 @@ async def _analyze(request: web.Request) -> web.Response:
 
 
 async def _cancel(request: web.Request) -> web.Response:
-    data = await request.json()
-    tag = data.get("tag") if isinstance(data, dict) else None
-    if not isinstance(tag, str):
-        return web.json_response({"error": {"code": "bad_request", "message": "tag"}}, status=400)
-    return web.json_response({"cancelled": request.app[_ENGINE].cancel_tag(tag)})
+    try:
+        body = msgspec.json.decode(await request.read(), type=CancelBody)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return _bad_request(str(exc))
+    return web.json_response({"cancelled": request.app[_ENGINE].cancel_tag(body.tag)})
+
+
+def check_secret(secret: str) -> None:
+    """Raise ValueError, saying what to do, for a secret too weak to serve with."""
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"engine_secret is too short ({len(secret)} characters; at least "
+            f"{MIN_SECRET_CHARS}): use `openssl rand -hex 32`, or leave it unset and "
+            "`goapp engine serve` makes one in DATA_DIR/engine_secret"
+        )
 
 
 def create_engine_app(engine: KataGoEngine, secret: str) -> web.Application:
-    """The engine server's aiohttp application (the engine is started by the caller)."""
-    if not secret:
-        raise ValueError("the engine server needs a secret (engine_secret)")
+    """The engine server's aiohttp application (the engine is started by the caller).
+    Raises ValueError for a missing or short secret (:func:`check_secret`)."""
+    check_secret(secret)
     app = web.Application(middlewares=[_auth], client_max_size=16 * 1024 * 1024)
     app[_ENGINE] = engine
     app[_SECRET] = secret.encode()
+    app[_THROTTLE] = AuthThrottle()
     app.router.add_get("/v1/state", _state)
     app.router.add_post("/v1/analyze", _analyze)
     app.router.add_post("/v1/cancel", _cancel)
     return app
+
+
+def engine_secret(settings: Any) -> tuple[str, Path | None]:
+    """The secret to serve with: ``engine_secret`` when set, else the one stored in
+    DATA_DIR/engine_secret (64 hex digits, mode 0600), made on first use. Returns the secret
+    and the file it came from (None: from the settings)."""
+    if settings.engine_secret:
+        return settings.engine_secret, None
+    path = Path(settings.data_dir) / "engine_secret"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+    if path.stat().st_mode & 0o077:
+        raise ValueError(f"{path} is readable by others: chmod 600 it")
+    return path.read_text().strip(), path
 
 
 async def serve_engine(
@@ -190,9 +330,18 @@ def run_engine_server(settings: Any, listen: str, katago_dir: str | None = None)
     if not host or not port.isdigit():
         print(f"goapp: --listen must be HOST:PORT, not {listen!r}", file=sys.stderr)
         return 2
-    if not settings.engine_secret:
-        print("goapp: set engine_secret (GOAPP_ENGINE_SECRET) to serve the engine", file=sys.stderr)
+    try:
+        secret, secret_file = engine_secret(settings)
+        check_secret(secret)
+    except (ValueError, OSError) as exc:
+        print(f"goapp: {exc}", file=sys.stderr)
         return 2
+    if secret_file is not None:
+        print(
+            f"goapp engine: engine_secret is not set; using the secret in {secret_file} "
+            "(set the game servers' engine_secret to its content)",
+            flush=True,
+        )
     try:
         if katago_dir:
             paths = installed_paths(Path(katago_dir))
@@ -205,7 +354,7 @@ def run_engine_server(settings: Any, listen: str, katago_dir: str | None = None)
     except E.EngineError as exc:
         print(f"goapp: {exc}", file=sys.stderr)
         return 1
-    asyncio.run(serve_engine(engine, host.strip("[]"), int(port), settings.engine_secret))
+    asyncio.run(serve_engine(engine, host.strip("[]"), int(port), secret))
     return 0
 
 

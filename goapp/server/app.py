@@ -218,6 +218,7 @@ async def serve(settings: Settings) -> None:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        await ctx.stop_engine()  # first: requests waiting for the engine end now (503)
         for runner in reversed(runners):
             await runner.cleanup()
         await ctx.close()

@@ -138,7 +138,9 @@ class ServerContext:
         holder = self.bus.instance_id
         self.bots = BotDriver(self.games, engine, holder=holder)
         self.reviews = ReviewService(self.store, self.games, engine)
-        self.estimator = Estimator(engine) if engine is not None else None
+        self.estimator = (
+            None if engine is None else Estimator(engine, max_waiting=self.settings.estimate_queue)
+        )
         if engine is None:
             metrics.ENGINE_UP.set(0)
             return
@@ -223,18 +225,26 @@ class ServerContext:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._rating_catch_up
             await self.ratings.close()
+        await self.stop_engine()
+        await self.store.close()
+
+    async def stop_engine(self) -> None:
+        """Stop the bots, the reviews and the engine. A shutdown does this first, before it
+        waits for the HTTP requests in flight: a request waiting for the engine (a score
+        estimate) then fails at once with 503 instead of holding the exit. Safe to call
+        again (``close`` does)."""
         if self.bots is not None:
             await self.bots.close()
         if self.reviews is not None:
             await self.reviews.close()
         if self.engine is not None:
-            # An engine stuck in a long search must not hold the exit; the store below must
-            # finish (it drains the queued writes), so only the engine's close is bounded.
+            # The engine kills its process group within seconds, even when this wait runs
+            # out and cancels the close; the store must still finish (it drains the queued
+            # writes), so only the engine's close is bounded.
             try:
                 await asyncio.wait_for(self.engine.close(), ENGINE_CLOSE_TIMEOUT_S)
             except TimeoutError:
                 log.warning("the engine did not stop in time; continuing the shutdown")
-        await self.store.close()
 
 
 _PRIORITY_LABELS = {100: "bot", 50: "score", 0: "review"}

@@ -38,6 +38,8 @@ __all__ = [
     "ACTION_PER_USER",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_KEYS",
+    "ESTIMATE_PER_IP",
+    "ESTIMATE_PER_USER",
     "LOGIN_PER_IP",
     "REGISTER_PER_IP",
     "SGF_PER_IP",
@@ -94,6 +96,11 @@ ACTION_PER_IP = Limit(burst=60, per_s=30)
 #: ``POST /api/sgf`` per client IP: 10 uploads at once, then one every 2 s (each parse and
 #: replay of a large record costs CPU).
 SGF_PER_IP = Limit(burst=10, per_s=0.5)
+#: ``GET /api/games/{id}/estimate`` per user: 5 at once, then one every 10 s (each one not
+#: cached costs seconds of engine time; a scoring phase needs one or two).
+ESTIMATE_PER_USER = Limit(burst=5, per_s=0.1)
+#: ... and per client IP (anonymous callers, on finished games only): 10 at once, one every 5 s.
+ESTIMATE_PER_IP = Limit(burst=10, per_s=0.2)
 #: Most buckets kept in memory (about 100 bytes each).
 DEFAULT_MAX_KEYS = 50_000
 
@@ -104,6 +111,8 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "action:user": ACTION_PER_USER,
     "action:ip": ACTION_PER_IP,
     "sgf:ip": SGF_PER_IP,
+    "estimate:user": ESTIMATE_PER_USER,
+    "estimate:ip": ESTIMATE_PER_IP,
 }
 
 

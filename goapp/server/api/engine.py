@@ -9,10 +9,20 @@ import msgspec
 from aiohttp import web
 
 from goapp.engine.bots import DEFAULT_LEVEL, LEVELS
-from goapp.engine.errors import EngineError, EngineUnavailableError
+from goapp.engine.errors import EngineBusyError, EngineError, EngineUnavailableError
 from goapp.engine.review import ReviewBusy
-from goapp.game.errors import WrongPhase
-from goapp.server.api.common import Route, ctx_of, id_param, json_response, path_id, require_user_id
+from goapp.game.errors import NotAPlayer, WrongPhase
+from goapp.server.api.common import (
+    Route,
+    client_ip,
+    ctx_of,
+    id_param,
+    json_response,
+    optional_user_id,
+    path_id,
+    rate_limit,
+    require_user_id,
+)
 from goapp.server.context import ServerContext
 from goapp.server.errors import ApiError
 
@@ -50,7 +60,7 @@ class ReviewOut(msgspec.Struct):
 
 
 def _unavailable(exc: EngineError) -> ApiError:
-    if isinstance(exc, ReviewBusy):
+    if isinstance(exc, ReviewBusy | EngineBusyError):
         return ApiError(503, "engine_busy", str(exc), retry_after=30)
     return ApiError(503, "engine_unavailable", str(exc), retry_after=30)
 
@@ -79,8 +89,21 @@ async def get_estimate(request: web.Request) -> web.Response:
     game_id = path_id(request)
     ctx = ctx_of(request)
     state = await ctx.games.state(game_id)
-    if state.phase not in ("scoring", "finished"):
-        raise WrongPhase("the engine's estimate is shown once the game is being scored")
+    if state.phase == "finished":
+        # anyone may look at a finished game's estimate (it is computed once, then cached)
+        user_id = optional_user_id(request)
+        if user_id is None:
+            await rate_limit(request, ("estimate:ip", client_ip(request)))
+        else:
+            await rate_limit(request, ("estimate:user", str(user_id)))
+    else:
+        # a live game's estimate is for its players only (never help for onlookers)
+        user_id = require_user_id(request)
+        if state.color_of(user_id) is None:
+            raise NotAPlayer("only the players of a game see its estimate before it ends")
+        if state.phase != "scoring":
+            raise WrongPhase("the engine's estimate is shown once the game is being scored")
+        await rate_limit(request, ("estimate:user", str(user_id)))
     _need_engine(ctx)
     assert ctx.estimator is not None and ctx.engine is not None
     try:
@@ -144,11 +167,18 @@ ROUTES = [
         "The engine's ownership map and proposed dead stones for a game being scored",
         "engine",
         response=EstimateOut,
+        auth="optional",
         params=(_GAME_ID,),
-        errors=(404, 409, 503),
-        description="Only in the scoring phase or after the game (never as help during play). "
-        "`ownership` is row-major from the top-left, +1 = Black (null from GNU Go); `dead` "
-        "lists the stones of chains the engine sees as dead. Cached per game and seq.",
+        errors=(401, 403, 404, 409, 429, 503),
+        description="A live game's estimate is for its players only (401 without a login, "
+        "403 `not_a_player` for anyone else), in the scoring phase only (409 `wrong_phase`: "
+        "never as help during play); a finished game's is for anyone. `ownership` is "
+        "row-major from the top-left, +1 = Black (null from GNU Go); `dead` lists the stones "
+        "of chains the engine sees as dead. Cached per game and seq: a finished position is "
+        "estimated once. Limited per user (per IP without a login): 429 `rate_limited` with "
+        "Retry-After. Estimates queue behind every bot move, and only a few may wait: 503 "
+        "`engine_busy` with Retry-After when the queue is full, `engine_unavailable` "
+        "without an engine.",
     ),
     Route(
         "POST",
