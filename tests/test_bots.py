@@ -253,7 +253,7 @@ async def test_scoring_proposal_from_ownership(
         await api.register("alice")
         await api.register("bob")
         gid = await api.new_game("alice", "bob", time_control=None, rules="chinese")
-        s, err = await api.call("GET", f"/api/games/{gid}/estimate")
+        s, err = await api.call("GET", f"/api/games/{gid}/estimate", user="alice")
         assert s == 409 and err["error"]["code"] == "wrong_phase"
         # black wall on column E, white wall on column F, then a white stone inside
         # black's area (B2): dead
@@ -265,16 +265,16 @@ async def test_scoring_proposal_from_ownership(
         assert (await api.act("alice", gid, {"type": "move", "vertex": "C3"}))[0] == 200
         assert (await api.act("bob", gid, {"type": "pass"}))[0] == 200
         assert (await api.act("alice", gid, {"type": "pass"}))[0] == 200
-        s, err = await api.call("GET", f"/api/games/{gid}/estimate")
+        s, err = await api.call("GET", f"/api/games/{gid}/estimate", user="alice")
         assert s == 503 and err["error"]["code"] == "engine_unavailable"
         await api.ctx.start_engine(katago_backend(katago))
-        s, est = await api.call("GET", f"/api/games/{gid}/estimate")
+        s, est = await api.call("GET", f"/api/games/{gid}/estimate", user="alice")
         assert s == 200, est
         assert est["dead"] == ["B2"] and est["engine"] == "katago"
         assert len(est["ownership"]) == 81 and est["ownership"][0] > 0.5  # A9: Black's
         assert isinstance(est["score_lead"], float) and 0.0 <= est["winrate"] <= 1.0
         before = api.ctx.engine.stats()["queries_total"] if api.ctx.engine else 0
-        s, again = await api.call("GET", f"/api/games/{gid}/estimate")
+        s, again = await api.call("GET", f"/api/games/{gid}/estimate", user="bob")
         assert again == est
         assert api.ctx.engine and api.ctx.engine.stats()["queries_total"] == before  # cached
         # the players use the proposal

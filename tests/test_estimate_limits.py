@@ -97,9 +97,12 @@ async def test_katago_full_queue_makes_room_for_a_bot_move(katago: KataGoPaths) 
 
     def review(visits: int) -> AnalysisQuery:
         return AnalysisQuery(
-            moves=[["B", "D4"]], board_x_size=9, board_y_size=9, max_visits=visits,
+            moves=[["B", "D4"]],
+            board_x_size=9,
+            board_y_size=9,
+            max_visits=visits,
             priority=PRIORITY_REVIEW,
-        )  # fmt: skip
+        )
 
     try:
         running = asyncio.create_task(engine.analyze_turns(review(1_000_000)))
@@ -114,7 +117,7 @@ async def test_katago_full_queue_makes_room_for_a_bot_move(katago: KataGoPaths) 
                     board_y_size=9,
                     max_visits=8,
                     priority=PRIORITY_BOT,
-                )  # fmt: skip
+                )
             )
         )
         # the newest review makes room for it, refused as busy at once
@@ -162,66 +165,73 @@ async def test_estimate_api_is_for_players_bounded_limited_and_behind_bots(
         engine="gnugo",
         settings_overrides={"estimate_queue": 1},
     ):
-        for name in ("alice", "bob", "carol", "dave"):
-            await api.register(name)
-        assert api.ctx.engine is not None and api.ctx.engine.kind == "gnugo"
-        live = await _play_busy_game(api, "alice", "bob")
-        url = f"/api/games/{live}/estimate"
+        await _estimate_checks(api)
 
-        # a live game: players only
-        status, err = await api.call("GET", url)
-        assert status == 401, err
-        status, err = await api.call("GET", url, user="carol")
-        assert status == 403 and err["error"]["code"] == "not_a_player", err
 
-        # a finished game: anyone, computed once however many ask at once
-        done = await _finished_game(api, "carol", "dave", "E5")
-        before = api.ctx.engine.stats()["queries_total"]
-        answers = await asyncio.gather(
-            *(api.call("GET", f"/api/games/{done}/estimate") for _ in range(3)),
-            api.call("GET", f"/api/games/{done}/estimate", user="carol"),
-        )
-        assert [s for s, _ in answers] == [200] * 4, answers
-        assert all(body == answers[0][1] for _, body in answers)
-        assert api.ctx.engine.stats()["queries_total"] == before + 1
+async def _estimate_checks(api: Api) -> None:
+    for name in ("alice", "bob", "carol", "dave"):
+        await api.register(name)
+    assert api.ctx.engine is not None and api.ctx.engine.kind == "gnugo"
+    live = await _play_busy_game(api, "alice", "bob")
+    url = f"/api/games/{live}/estimate"
 
-        # per user: 5 at once (cached answers count too), then 429 with Retry-After
-        done_url = f"/api/games/{done}/estimate"
-        for _ in range(5):
-            assert (await api.call("GET", done_url, user="dave"))[0] == 200
-        async with api.client.get(
-            done_url, headers={"Authorization": f"Bearer {api.tokens['dave']['access_token']}"}
-        ) as resp:
-            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
-            assert (await resp.json())["error"]["code"] == "rate_limited"
+    # a live game: players only
+    status, err = await api.call("GET", url)
+    assert status == 401, err
+    status, err = await api.call("GET", url, user="carol")
+    assert status == 403 and err["error"]["code"] == "not_a_player", err
 
-        # the bound: one estimate thinking (minutes on this position), one waiting, the
-        # next refused at once with 503 engine_busy and Retry-After
-        thinking = asyncio.create_task(api.call("GET", url, user="alice"))
-        await until(lambda: api.ctx.estimator is not None and api.ctx.estimator.computed == 2)
-        other = await _finished_game(api, "carol", "dave", "C3")
-        waiting = asyncio.create_task(api.call("GET", f"/api/games/{other}/estimate"))
-        third = await _finished_game(api, "carol", "dave", "G7")
-        await asyncio.sleep(0.2)  # the waiting request has reached the estimator
-        async with api.client.get(f"/api/games/{third}/estimate") as resp:
-            body = await resp.json()
-            assert resp.status == 503 and body["error"]["code"] == "engine_busy", body
-            assert int(resp.headers["Retry-After"]) >= 1
+    # a finished game: anyone, computed once however many ask at once
+    done = await _finished_game(api, "carol", "dave", "E5")
+    before = api.ctx.engine.stats()["queries_total"]
+    answers = await asyncio.gather(
+        *(api.call("GET", f"/api/games/{done}/estimate") for _ in range(3)),
+        api.call("GET", f"/api/games/{done}/estimate", user="carol"),
+    )
+    assert [s for s, _ in answers] == [200] * 4, answers
+    assert all(body == answers[0][1] for _, body in answers)
+    assert api.ctx.engine.stats()["queries_total"] == before + 1
 
-        # meanwhile a bot game goes on: GNU Go answers the bot's first move
-        bot_game = await api.ctx.games.create_game(
-            int(api.tokens["bob"]["user"]["id"]), None, user_color="white", size=19,
-            opponent_bot="gnugo:beginner",
-        )  # fmt: skip
+    # per user: 5 at once (cached answers count too), then 429 with Retry-After
+    done_url = f"/api/games/{done}/estimate"
+    for _ in range(5):
+        assert (await api.call("GET", done_url, user="dave"))[0] == 200
+    async with api.client.get(
+        done_url, headers={"Authorization": f"Bearer {api.tokens['dave']['access_token']}"}
+    ) as resp:
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+        assert (await resp.json())["error"]["code"] == "rate_limited"
 
-        async def bot_moved() -> bool:
-            return (await api.ctx.games.state(bot_game.game_id)).game.move_number >= 1
+    # the bound: one estimate thinking (minutes on this position), one waiting, the
+    # next refused at once with 503 engine_busy and Retry-After
+    thinking = asyncio.create_task(api.call("GET", url, user="alice"))
+    await until(lambda: api.ctx.estimator is not None and api.ctx.estimator.computed == 2)
+    other = await _finished_game(api, "carol", "dave", "C3")
+    waiting = asyncio.create_task(api.call("GET", f"/api/games/{other}/estimate"))
+    third = await _finished_game(api, "carol", "dave", "G7")
+    await asyncio.sleep(0.2)  # the waiting request has reached the estimator
+    async with api.client.get(f"/api/games/{third}/estimate") as resp:
+        body = await resp.json()
+        assert resp.status == 503 and body["error"]["code"] == "engine_busy", body
+        assert int(resp.headers["Retry-After"]) >= 1
 
-        await until(bot_moved, 120, "the bot's move while estimates wait")
-        assert not thinking.done() and not waiting.done()
+    # meanwhile a bot game goes on: GNU Go answers the bot's first move
+    bot_game = await api.ctx.games.create_game(
+        int(api.tokens["bob"]["user"]["id"]),
+        None,
+        user_color="white",
+        size=19,
+        opponent_bot="gnugo:beginner",
+    )
 
-        # the engine stops (as in a shutdown): the requests waiting for it end with 503
-        await api.ctx.stop_engine()
-        for task in (thinking, waiting):
-            status, body = await asyncio.wait_for(task, 10)
-            assert status == 503, body
+    async def bot_moved() -> bool:
+        return (await api.ctx.games.state(bot_game.game_id)).game.move_number >= 1
+
+    await until(bot_moved, 120, "the bot's move while estimates wait")
+    assert not thinking.done() and not waiting.done()
+
+    # the engine stops (as in a shutdown): the requests waiting for it end with 503
+    await api.ctx.stop_engine()
+    for task in (thinking, waiting):
+        status, body = await asyncio.wait_for(task, 10)
+        assert status == 503, body

@@ -29,8 +29,8 @@ games, and supervises it:
 * **State** (:attr:`KataGoEngine.state`): ``stopped``, ``starting`` (first start), ``up``,
   ``degraded`` (crashed, backing off or restarting) for ``/readyz``.
 * **Shutdown** (:meth:`KataGoEngine.close`): stdin is closed (KataGo runs with
-  ``-quit-without-waiting``), then SIGTERM, then SIGKILL to the process group; the child is
-  always reaped.
+  ``-quit-without-waiting``), then SIGTERM, then SIGKILL to the process group within about
+  3 s; the child is always reaped, and killed at once when the close is cancelled.
 """
 
 from __future__ import annotations
