@@ -80,7 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--visits", type=int, default=100, help="visits of the test query")
     check.add_argument("--json", action="store_true", help="print JSON")
     serve_engine = engine_sub.add_parser(
-        "serve", help="serve KataGo to remote game servers (engine_url), secret engine_secret"
+        "serve",
+        help="serve KataGo to remote game servers (engine_url), secret engine_secret",
+        description="Serve KataGo over HTTP to game servers (their engine_url). Every request "
+        "needs Authorization: Bearer ENGINE_SECRET (at least 16 characters; unset: one is "
+        "made in DATA_DIR/engine_secret, mode 0600, and its path printed). Wrong secrets "
+        "are throttled per client address (429). See docs/engine.md.",
     )
     serve_engine.add_argument(
         "--listen", default="127.0.0.1:4100", metavar="HOST:PORT", help="default 127.0.0.1:4100"

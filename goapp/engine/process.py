@@ -53,4 +53,17 @@ async def stop_process(
     except BaseException:
         if proc.returncode is None:
             signal_group(proc, signal.SIGKILL)
+            _reap_later(proc)
         raise
+
+
+_reaping: set[asyncio.Task[int]] = set()
+
+
+def _reap_later(proc: asyncio.subprocess.Process) -> None:
+    """Reap a killed child in the background (the cancelled caller cannot wait), so that
+    its pipes and transport are closed while the loop still runs."""
+    with contextlib.suppress(RuntimeError):  # no running loop: nothing left to reap with
+        task = asyncio.get_running_loop().create_task(proc.wait())
+        _reaping.add(task)
+        task.add_done_callback(_reaping.discard)
