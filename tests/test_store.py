@@ -24,7 +24,7 @@ from goapp.store import (
     sqlite_path,
 )
 from goapp.store.postgres import PostgresStore
-from goapp.store.sqlite import SQLiteStore, _in_thread
+from goapp.store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -634,9 +634,9 @@ async def test_sqlite_options(tmp_path: Path) -> None:
         assert s.path == tmp_path / "rel.db" and s.synchronous == "NORMAL"
         assert s._all_readers and len(s._all_readers) == 2
         assert s._writer is not None
-        level = await _in_thread(s._writer, lambda c: c.execute("PRAGMA synchronous").fetchone())
+        level = await s._writer.run(lambda c: c.execute("PRAGMA synchronous").fetchone())
         assert level == (1,)  # NORMAL
-        mode = await _in_thread(s._writer, lambda c: c.execute("PRAGMA journal_mode").fetchone())
+        mode = await s._writer.run(lambda c: c.execute("PRAGMA journal_mode").fetchone())
         assert mode == ("wal",)
     finally:
         await s.close()
@@ -644,7 +644,7 @@ async def test_sqlite_options(tmp_path: Path) -> None:
     try:
         assert isinstance(s, SQLiteStore) and s.synchronous == "FULL"  # the default
         assert s._writer is not None
-        level = await _in_thread(s._writer, lambda c: c.execute("PRAGMA synchronous").fetchone())
+        level = await s._writer.run(lambda c: c.execute("PRAGMA synchronous").fetchone())
         assert level == (2,)
     finally:
         await s.close()

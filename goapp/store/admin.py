@@ -17,9 +17,10 @@ import asyncpg
 from goapp.private_files import create_private_file
 
 from . import backend_of, open_store, sqlite_path
-from .base import PRIMARY_KEYS, TABLES, Store, us_to_dt
+from .base import Store
 from .errors import MigrationError, NotFoundError, StoreError, StoreUnavailableError
 from .migrator import load_migrations, sqlite_applied
+from .schema import PRIMARY_KEYS, TABLES, us_to_dt
 
 COPY_BATCH = 1000
 

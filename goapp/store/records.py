@@ -15,13 +15,12 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-GAME_STATUSES: Final = ("open", "playing", "scoring", "finished", "aborted")
+# The one definition of the game statuses: the SQL of goapp.store (e.g. "active" in
+# ``games.ACTIVE``) is built from these tuples.
 ACTIVE_GAME_STATUSES: Final = ("open", "playing", "scoring")
 FINISHED_GAME_STATUSES: Final = ("finished", "aborted")
+GAME_STATUSES: Final = ACTIVE_GAME_STATUSES + FINISHED_GAME_STATUSES
 CHALLENGE_STATUSES: Final = ("open", "accepted", "declined", "cancelled", "expired")
-
-GameStatus = Literal["open", "playing", "scoring", "finished", "aborted"]
-ChallengeStatus = Literal["open", "accepted", "declined", "cancelled", "expired"]
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
