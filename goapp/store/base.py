@@ -11,12 +11,13 @@ which one they have. Every method either succeeds or raises a
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
 from .analysis import AnalysisQueries
 from .challenges import ChallengeQueries
+from .errors import reraise
 from .games import GameQueries
 from .leases import LeaseQueries
 from .ratings import RatingQueries
@@ -61,6 +62,24 @@ class Store(
     @abc.abstractmethod
     async def close(self) -> None:
         """Finish every queued write (each caller still gets its answer), then close."""
+
+    @abc.abstractmethod
+    async def _abort(self) -> None:
+        """Close whatever a failed start-up opened."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _map_error(exc: BaseException) -> BaseException:
+        """The StoreError a backend exception means (others are returned unchanged)."""
+
+    async def _start(self, startup: Awaitable[None]) -> None:
+        """Await the backend's start-up (connect, migrate); on failure, close what it
+        opened and raise the failure as a StoreError."""
+        try:
+            await startup
+        except BaseException as e:
+            await self._abort()
+            reraise(e, self._map_error(e))
 
     async def ping(self) -> None:
         """Round-trip to the database (``/readyz``); StoreUnavailableError when it is down."""

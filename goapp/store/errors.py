@@ -9,6 +9,8 @@ exception chained as ``__cause__``.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 
 class StoreError(Exception):
     """Base class of every storage error."""
@@ -34,3 +36,11 @@ class StoreUnavailableError(StoreError):
 
 class MigrationError(StoreError):
     """A migration failed, or the applied migrations do not match the shipped files."""
+
+
+def reraise(exc: BaseException, mapped: BaseException) -> NoReturn:
+    """Raise ``mapped`` (what a backend maps ``exc`` to) chained to ``exc``; ``exc`` itself
+    when the backend left it as it is."""
+    if mapped is exc:
+        raise exc
+    raise mapped from exc

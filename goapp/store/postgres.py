@@ -39,6 +39,7 @@ from .errors import (
     NotFoundError,
     StoreError,
     StoreUnavailableError,
+    reraise,
 )
 from .migrator import (
     PG_LOCK_KEY,
@@ -48,7 +49,7 @@ from .migrator import (
     load_migrations,
 )
 from .schema import BOOL_COLUMNS, COLUMNS, IDENTITY_TABLES, TIMESTAMP_COLUMNS, check_dt
-from .seam import Op, Plan, count, one
+from .seam import CallsInFlight, Op, Plan, count, one
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,6 +169,7 @@ async def run_plan(conn: asyncpg.Connection, plan: Plan[T]) -> T:
 
 class PostgresStore(Store):
     backend = "postgres"
+    _map_error = staticmethod(map_error)
 
     def __init__(
         self,
@@ -185,9 +187,7 @@ class PostgresStore(Store):
         self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._closed = False
-        self._inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._calls = CallsInFlight()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -203,26 +203,22 @@ class PostgresStore(Store):
     ) -> PostgresStore:
         """``dsn`` is what asyncpg gets (``url`` without goapp's own query options)."""
         store = cls(url, **opts)
-        try:
-            store._pool = await asyncpg.create_pool(
-                dsn or url,
-                min_size=store._pool_min,
-                max_size=store._pool_max,
-                command_timeout=store._command_timeout,
-                timeout=store._connect_timeout,
-                reset=_keep_session,
-            )
-            if migrate:
-                found = load_migrations("postgres", migrations)
-                async with store._pool.acquire() as conn:
-                    store.applied_migrations = await apply_postgres(conn, found)
-        except BaseException as e:
-            await store._abort()
-            mapped = map_error(e)
-            if mapped is e:
-                raise
-            raise mapped from e
+        await store._start(store._open(dsn or url, migrate, migrations))
         return store
+
+    async def _open(self, dsn: str, migrate: bool, migrations: str | Path | None) -> None:
+        self._pool = await asyncpg.create_pool(
+            dsn,
+            min_size=self._pool_min,
+            max_size=self._pool_max,
+            command_timeout=self._command_timeout,
+            timeout=self._connect_timeout,
+            reset=_keep_session,
+        )
+        if migrate:
+            found = load_migrations("postgres", migrations)
+            async with self._pool.acquire() as conn:
+                self.applied_migrations = await apply_postgres(conn, found)
 
     async def _abort(self) -> None:
         self._closed = True
@@ -235,7 +231,7 @@ class PostgresStore(Store):
             return
         self._closed = True
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._calls.wait_idle(), timeout)
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), timeout=10)
@@ -268,14 +264,8 @@ class PostgresStore(Store):
     async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], retry: bool) -> T:
         if self._closed or self._pool is None:
             raise StoreUnavailableError("the store is closed")
-        self._inflight += 1
-        self._idle.clear()
-        try:
+        with self._calls:
             return await self._run_once(fn, retry)
-        finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
 
     async def _run_once(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], retry: bool) -> T:
         assert self._pool is not None
@@ -293,9 +283,7 @@ class PostgresStore(Store):
                         await self._pool.expire_connections()
                     if attempt + 1 < attempts:
                         continue
-                if mapped is e:
-                    raise
-                raise mapped from e
+                reraise(e, mapped)
         raise AssertionError("unreachable")
 
     # -- what differs from SQLite ------------------------------------------------------------

@@ -22,6 +22,7 @@ ids as a parameter, bulk loads).
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,3 +112,25 @@ class Backend(abc.ABC):
     def _id_in(self, column: str, first: int, ids: Sequence[int]) -> tuple[str, list[Any]]:
         """A condition ``column`` is one of ``ids``, its placeholders numbered from
         ``$first``, and the arguments that go with it."""
+
+
+class CallsInFlight:
+    """Counts the calls in flight (``with calls: ...``) so that ``close()`` can wait until
+    none is left."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        self._count += 1
+        self._idle.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self._count -= 1
+        if not self._count:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()

@@ -52,6 +52,7 @@ from .errors import (
     NotFoundError,
     StoreError,
     StoreUnavailableError,
+    reraise,
 )
 from .games import INSERT_EVENT
 from .migrator import Migration, apply_sqlite, load_migrations
@@ -64,7 +65,7 @@ from .schema import (
     us_to_dt,
     utcnow,
 )
-from .seam import Op, Plan, count, many, one
+from .seam import CallsInFlight, Op, Plan, count, many, one
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,7 @@ def _retry_while_busy(step: Callable[[], T], wait_s: float = MIGRATION_LOCK_WAIT
 
 class SQLiteStore(Store):
     backend = "sqlite"
+    _map_error = staticmethod(map_error)
 
     def __init__(
         self,
@@ -360,9 +362,7 @@ class SQLiteStore(Store):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
-        self._reads = 0
-        self._reads_idle = asyncio.Event()
-        self._reads_idle.set()
+        self._reads = CallsInFlight()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -377,14 +377,9 @@ class SQLiteStore(Store):
         **opts: Any,
     ) -> SQLiteStore:
         store = cls(url, path, **opts)
-        try:
-            await store._open(migrate, load_migrations("sqlite", migrations) if migrate else [])
-        except BaseException as e:
-            await store._abort()
-            mapped = map_error(e)
-            if mapped is e:
-                raise
-            raise mapped from e
+        await store._start(
+            store._open(migrate, load_migrations("sqlite", migrations) if migrate else [])
+        )
         return store
 
     def _connect(self, target: str, *, uri: bool = False) -> Callable[[], sqlite3.Connection]:
@@ -478,7 +473,7 @@ class SQLiteStore(Store):
             item = self._queue.get_nowait()
             if item is not None and not item[1].done():
                 item[1].set_exception(StoreUnavailableError("the store is closed"))
-        await self._reads_idle.wait()  # reads in flight finish
+        await self._reads.wait_idle()  # reads in flight finish
         self._closed = True
         await self._close_connections()
 
@@ -537,23 +532,14 @@ class SQLiteStore(Store):
     async def _read(self, plan: Plan[T]) -> T:
         if self._closed:
             raise StoreUnavailableError("the store is closed")
-        self._reads += 1
-        self._reads_idle.clear()
-        try:
+        with self._reads:
             reader = await self._readers.get()
             try:
                 return await reader.run(lambda c: run_plan(c, plan))
+            except (sqlite3.Error, OSError) as e:
+                reraise(e, map_error(e))
             finally:
                 self._readers.put_nowait(reader)
-        except (sqlite3.Error, OSError) as e:
-            mapped = map_error(e)
-            if mapped is e:
-                raise
-            raise mapped from e
-        finally:
-            self._reads -= 1
-            if not self._reads:
-                self._reads_idle.set()
 
     # -- what differs from PostgreSQL --------------------------------------------------------
 
