@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
 
@@ -42,10 +42,11 @@ from goapp.game.events import (
 )
 from goapp.rules import Color, Game, Rules
 from goapp.rules.clock import GameClock, NoTimeControl
+from goapp.store.records import GameStatus
 
 __all__ = ["GameState", "GameView", "Phase", "color_name", "core_color"]
 
-Phase: TypeAlias = Literal["open", "playing", "scoring", "finished", "aborted"]
+Phase: TypeAlias = GameStatus  # the statuses are defined once, in goapp.store.records
 
 
 def core_color(color: PlayerColor) -> Color:

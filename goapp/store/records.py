@@ -11,14 +11,17 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
-# The one definition of the game statuses: the SQL of goapp.store (e.g. "active" in
-# ``games.ACTIVE``) is built from these tuples.
-ACTIVE_GAME_STATUSES: Final = ("open", "playing", "scoring")
-FINISHED_GAME_STATUSES: Final = ("finished", "aborted")
+# The one definition of the game statuses: the tuples below, the SQL of goapp.store (e.g.
+# ``games.ACTIVE``) and the game's phase (``goapp.game.state.Phase``) come from it.
+ActiveGameStatus = Literal["open", "playing", "scoring"]
+FinishedGameStatus = Literal["finished", "aborted"]
+GameStatus = Literal[ActiveGameStatus, FinishedGameStatus]
+ACTIVE_GAME_STATUSES: Final[tuple[str, ...]] = get_args(ActiveGameStatus)
+FINISHED_GAME_STATUSES: Final[tuple[str, ...]] = get_args(FinishedGameStatus)
 GAME_STATUSES: Final = ACTIVE_GAME_STATUSES + FINISHED_GAME_STATUSES
 CHALLENGE_STATUSES: Final = ("open", "accepted", "declined", "cancelled", "expired")
 

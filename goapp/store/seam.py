@@ -53,6 +53,7 @@ def one(sql: str, *args: Any, table: str | None = None) -> Plan[Any]:
 
 
 def rows(sql: str, *args: Any, table: str | None = None) -> Plan[list[Any]]:
+    """Every row."""
     result: list[Any] = yield Op("all", sql, args, table)
     return result
 
@@ -64,13 +65,8 @@ def count(sql: str, *args: Any) -> Plan[int]:
 
 
 def many(sql: str, arg_rows: Sequence[Sequence[Any]]) -> Plan[None]:
+    """The statement once per row of arguments (``executemany``)."""
     yield Op("many", sql, arg_rows)
-
-
-def returning(value: T) -> Plan[T]:
-    """A plan that runs nothing (for a hook with nothing to do on one dialect)."""
-    return value
-    yield  # pragma: no cover  (makes this a generator)
 
 
 class Backend(abc.ABC):
