@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -153,17 +154,27 @@ def update_game_sql(
 ) -> tuple[str, list[Any]]:
     """``UPDATE games SET ... WHERE id = $1 [AND status IN (...)] [AND last_seq = $k]``
     and its arguments after the game id (``$1``)."""
-    args = list(columns.values())
-    sets = [f"{name} = ${i + 2}" for i, name in enumerate(columns)] or ["id = id"]
+    args = [
+        *columns.values(),
+        *(expect_status or ()),
+        *(() if expect_seq is None else [expect_seq]),
+    ]
+    n_status = None if expect_status is None else len(expect_status)
+    return _update_game_text(tuple(columns), n_status, expect_seq is not None), args
+
+
+@functools.lru_cache(maxsize=256)
+def _update_game_text(names: tuple[str, ...], n_status: int | None, with_seq: bool) -> str:
+    # the text depends only on the shape of the change: made once per shape
+    sets = [f"{name} = ${i + 2}" for i, name in enumerate(names)] or ["id = id"]
     sql = f"UPDATE games SET {', '.join(sets)} WHERE id = $1"
-    if expect_status is not None:
-        marks = ", ".join(f"${len(args) + i + 2}" for i in range(len(expect_status)))
-        args += expect_status
-        sql += f" AND status IN ({marks})"
-    if expect_seq is not None:
-        args.append(expect_seq)
-        sql += f" AND last_seq = ${len(args) + 1}"
-    return sql, args
+    n = len(names) + 1  # the last $n used so far
+    if n_status is not None:
+        sql += f" AND status IN ({', '.join(f'${n + i + 1}' for i in range(n_status))})"
+        n += n_status
+    if with_seq:
+        sql += f" AND last_seq = ${n + 1}"
+    return sql
 
 
 def _game_conflict(game_id: int, what: str) -> Plan[Exception]:
@@ -300,17 +311,12 @@ class GameQueries(Backend):
         items = [(e.seq, e.kind, encode_json(e.payload)) for e in events]
         now = utcnow()
 
-        def plan() -> Plan[None]:
-            if not (yield from self._append(sql, [game_id, *args], items, now)):
-                raise (yield from _game_conflict(game_id, f"cannot append seq {first}"))
-
         try:
-            await self._write(plan())
-        except ConflictError as e:
-            if e.__cause__ is None:  # the plan's own answer (it says why)
-                raise
-            # a unique-key violation: the primary key backs up the last_seq condition
+            appended = await self._write(self._append(sql, [game_id, *args], items, now))
+        except ConflictError as e:  # the primary key backs up the last_seq condition
             raise ConflictError(f"seq {first} of game {game_id} is taken") from e
+        if not appended:
+            raise await self._read(_game_conflict(game_id, f"cannot append seq {first}"))
         return [
             Event(game_id=game_id, seq=e.seq, kind=e.kind, payload=e.payload, created_at=now)
             for e in events

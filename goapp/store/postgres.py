@@ -145,14 +145,15 @@ def _encode(args: Sequence[Any]) -> tuple[Any, ...]:
 
 
 async def _execute(conn: asyncpg.Connection, op: Op) -> Any:
-    if op.kind == "one":
-        return await conn.fetchrow(op.sql, *_encode(op.args))
-    if op.kind == "all":
-        return await conn.fetch(op.sql, *_encode(op.args))
-    if op.kind == "count":
-        status: str = await conn.execute(op.sql, *_encode(op.args))
+    kind, sql, args, _ = op  # asyncpg gives every column its Python type: no table needed
+    if kind == "one":
+        return await conn.fetchrow(sql, *_encode(args))
+    if kind == "all":
+        return await conn.fetch(sql, *_encode(args))
+    if kind == "count":
+        status: str = await conn.execute(sql, *_encode(args))
         return int(status.rsplit(" ", 1)[-1])
-    await conn.executemany(op.sql, [_encode(r) for r in op.args])
+    await conn.executemany(sql, [_encode(r) for r in args])
     return None
 
 

@@ -33,7 +33,9 @@ def check_dt(value: datetime) -> datetime:
 
 
 def dt_to_us(value: datetime) -> int:
-    return (check_dt(value) - EPOCH) // _US
+    if value.tzinfo is None or value.utcoffset() is None:
+        check_dt(value)  # raises
+    return (value - EPOCH) // _US  # an aware difference: any time zone gives UTC
 
 
 def us_to_dt(value: int) -> datetime:

@@ -24,49 +24,42 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
-#: A plan returning T. What it sends back for each :class:`Op` depends on the op's kind.
-Plan = Generator["Op", Any, T]
 
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One statement. ``kind``: ``one`` (the first row or None), ``all`` (every row),
-    ``count`` (how many rows it changed), ``many`` (run once per row of ``args``; None).
-    ``table`` names the columns' table (see ``schema.COLUMNS``) so that a backend which
-    stores values in another form (SQLite: timestamps as integers) can convert the rows."""
-
-    kind: Literal["one", "all", "count", "many"]
-    sql: str
-    args: Sequence[Any]
-    table: str | None = None
+#: One statement: ``(kind, sql, args, table)``. ``kind``: ``one`` (the first row or None),
+#: ``all`` (every row), ``count`` (how many rows it changed), ``many`` (run once per row of
+#: ``args``; None). ``table`` names the columns' table (see ``schema.COLUMNS``) so that a
+#: backend which stores values in another form (SQLite: timestamps as integers) can convert
+#: the rows. A plain tuple: the cheapest thing to make once per statement.
+Op = tuple[Literal["one", "all", "count", "many"], str, Sequence[Any], str | None]
+#: A plan returning T. What it gets back for each Op depends on the op's kind.
+Plan = Generator[Op, Any, T]
 
 
 def one(sql: str, *args: Any, table: str | None = None) -> Plan[Any]:
     """The first row (indexable in column order) or None."""
-    return (yield Op("one", sql, args, table))
+    return (yield ("one", sql, args, table))
 
 
 def rows(sql: str, *args: Any, table: str | None = None) -> Plan[list[Any]]:
     """Every row."""
-    result: list[Any] = yield Op("all", sql, args, table)
+    result: list[Any] = yield ("all", sql, args, table)
     return result
 
 
 def count(sql: str, *args: Any) -> Plan[int]:
     """How many rows the statement inserted, updated or deleted."""
-    result: int = yield Op("count", sql, args)
+    result: int = yield ("count", sql, args, None)
     return result
 
 
 def many(sql: str, arg_rows: Sequence[Sequence[Any]]) -> Plan[None]:
     """The statement once per row of arguments (``executemany``)."""
-    yield Op("many", sql, arg_rows)
+    yield ("many", sql, arg_rows, None)
 
 
 class Backend(abc.ABC):

@@ -65,7 +65,7 @@ from .schema import (
     us_to_dt,
     utcnow,
 )
-from .seam import CallsInFlight, Op, Plan, count, many, one
+from .seam import CallsInFlight, Op, Plan, many, one
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,8 @@ def to_sqlite(sql: str) -> str:
     return _PARAM.sub(r"?\1", sql)
 
 
-def _encode(args: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(dt_to_us(a) if isinstance(a, datetime) else a for a in args)
+def _encode(args: Sequence[Any]) -> list[Any]:
+    return [dt_to_us(a) if isinstance(a, datetime) else a for a in args]
 
 
 def _converters(table: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -246,18 +246,18 @@ def _decode(table: str, row: Sequence[Any]) -> list[Any]:
 
 
 def _execute(c: sqlite3.Connection, op: Op) -> Any:
-    sql = to_sqlite(op.sql)
-    if op.kind == "many":
-        c.executemany(sql, [_encode(r) for r in op.args])
+    kind, sql, args, table = op
+    if kind == "many":
+        c.executemany(to_sqlite(sql), map(_encode, args))
         return None
-    cur = c.execute(sql, _encode(op.args))
-    if op.kind == "count":
+    cur = c.execute(to_sqlite(sql), _encode(args))
+    if kind == "count":
         return cur.rowcount
     found = cur.fetchall()  # to the end: a statement is done only when its cursor is
-    if op.kind == "one":
+    if kind == "one":
         row = found[0] if found else None
-        return row if row is None or op.table is None else _decode(op.table, row)
-    return found if op.table is None else [_decode(op.table, r) for r in found]
+        return row if row is None or table is None else _decode(table, row)
+    return found if table is None else [_decode(table, r) for r in found]
 
 
 def run_plan(c: sqlite3.Connection, plan: Plan[T]) -> T:
@@ -550,10 +550,14 @@ class SQLiteStore(Store):
         events: list[tuple[int, str, str]],
         now: datetime,
     ) -> Plan[bool]:
-        if (yield from count(update_sql, *args)) != 1:
+        # the hot path (every move): Ops yielded directly, the timestamp converted once
+        if (yield ("count", update_sql, args, None)) != 1:
             return False
-        rows = [(args[0], seq, kind, payload, now) for seq, kind, payload in events]
-        yield from many(INSERT_EVENT, rows)
+        ts = dt_to_us(now)
+        if len(events) == 1:
+            yield ("count", INSERT_EVENT, (args[0], *events[0], ts), None)
+        else:
+            yield ("many", INSERT_EVENT, [(args[0], *e, ts) for e in events], None)
         return True
 
     def _claim_automatch(
