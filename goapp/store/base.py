@@ -22,7 +22,7 @@ from .games import GameQueries
 from .leases import LeaseQueries
 from .ratings import RatingQueries
 from .schema import COLUMNS, PRIMARY_KEYS, TABLES, utcnow
-from .seam import rows
+from .seam import CallsInFlight, rows
 from .users import UserQueries
 
 __all__ = ["TABLES", "Store", "utcnow"]
@@ -45,6 +45,9 @@ class Store(
         self.url = url
         #: names of the migrations applied when this store was opened
         self.applied_migrations: list[str] = []
+        self._closed = False
+        #: the calls in flight that close() lets finish
+        self._calls = CallsInFlight()
 
     async def __aenter__(self) -> Store:
         return self

@@ -49,7 +49,7 @@ from .migrator import (
     load_migrations,
 )
 from .schema import BOOL_COLUMNS, COLUMNS, IDENTITY_TABLES, TIMESTAMP_COLUMNS, check_dt
-from .seam import CallsInFlight, Op, Plan, count, one
+from .seam import Op, Plan, count, one
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,8 +187,6 @@ class PostgresStore(Store):
         self._command_timeout = command_timeout
         self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
-        self._closed = False
-        self._calls = CallsInFlight()
 
     # -- lifecycle ---------------------------------------------------------------------------
 

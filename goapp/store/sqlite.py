@@ -65,7 +65,7 @@ from .schema import (
     us_to_dt,
     utcnow,
 )
-from .seam import CallsInFlight, Op, Plan, many, one
+from .seam import Op, Plan, many, one
 
 log = logging.getLogger(__name__)
 
@@ -360,9 +360,7 @@ class SQLiteStore(Store):
         self._readers: asyncio.Queue[ConnectionThread] = asyncio.Queue()
         self._all_readers: list[ConnectionThread] = []
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._closed = False
-        self._reads = CallsInFlight()
+        self._closing = False  # refuses writes; reads go on until _closed
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -473,7 +471,7 @@ class SQLiteStore(Store):
             item = self._queue.get_nowait()
             if item is not None and not item[1].done():
                 item[1].set_exception(StoreUnavailableError("the store is closed"))
-        await self._reads.wait_idle()  # reads in flight finish
+        await self._calls.wait_idle()  # reads in flight finish
         self._closed = True
         await self._close_connections()
 
@@ -532,7 +530,7 @@ class SQLiteStore(Store):
     async def _read(self, plan: Plan[T]) -> T:
         if self._closed:
             raise StoreUnavailableError("the store is closed")
-        with self._reads:
+        with self._calls:
             reader = await self._readers.get()
             try:
                 return await reader.run(lambda c: run_plan(c, plan))
