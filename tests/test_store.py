@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -648,6 +651,53 @@ async def test_sqlite_options(tmp_path: Path) -> None:
         assert level == (2,)
     finally:
         await s.close()
+
+
+async def test_sqlite_threads_one_per_connection_and_gone_after_close(tmp_path: Path) -> None:
+    """Each SQLite connection lives on a thread of its own (one writer, ``readers``
+    readers) while the store is open; close() ends every one of them."""
+
+    def sqlite_threads() -> list[str]:
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith("sqlite-"))
+
+    before = sqlite_threads()
+    s = await open_store(f"sqlite://{tmp_path}/t.db?readers=2")
+    gid = (await s.create_game(NewGame(status="playing"))).id
+    await s.append_event(gid, 1, "move", {"n": 1})
+    assert [e.seq for e in await s.events_since(gid)] == [1]
+    opened = [n for n in sqlite_threads() if n not in before]
+    assert sorted(opened) == ["sqlite-reader-0:t.db", "sqlite-reader-1:t.db", "sqlite-writer:t.db"]
+    await s.close()
+    deadline = asyncio.get_running_loop().time() + 5
+    while [n for n in sqlite_threads() if n not in before]:
+        assert asyncio.get_running_loop().time() < deadline, sqlite_threads()
+        await asyncio.sleep(0.01)
+    with pytest.raises(StoreUnavailableError):
+        await s.get_game(gid)
+
+
+def test_sqlite_store_needs_no_aiosqlite(tmp_path: Path) -> None:
+    """The SQLite backend is the standard library's sqlite3 alone (aiosqlite is no longer a
+    dependency): with aiosqlite unimportable a store opens, commits and reads back."""
+    code = (
+        "import sys, asyncio\n"
+        "sys.modules['aiosqlite'] = None  # any import of it fails\n"
+        "from goapp.store import open_store, NewGame\n"
+        "async def main():\n"
+        f"    s = await open_store('sqlite://{tmp_path}/n.db')\n"
+        "    g = (await s.create_game(NewGame(status='playing'))).id\n"
+        "    await s.append_event(g, 1, 'move', {'n': 1})\n"
+        "    await s.close()\n"
+        f"    s = await open_store('sqlite://{tmp_path}/n.db')\n"
+        "    print([e.payload for e in await s.events_since(g)])\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[{'n': 1}]"
 
 
 async def test_postgres_url_options(pg_schema_url: str) -> None:
