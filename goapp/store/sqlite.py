@@ -189,6 +189,10 @@ class ConnectionThread:
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+            with contextlib.suppress(queue.Empty):  # jobs that raced with close()
+                while True:
+                    if (item := self._jobs.get_nowait()) is not None:
+                        _answer(item[1], None, StoreUnavailableError("the store is closed"))
             _answer(finished, None, None)
 
 
