@@ -1392,9 +1392,12 @@ def encode_ws_text_frame(bytes payload not None):
     return _ws_frame(0x1, payload)
 
 
-def encode_ws_frame(int opcode, bytes payload not None):
-    """A final, unmasked frame of any opcode. Control frames (close, ping, pong: opcode
+def encode_ws_frame(int opcode, payload not None):
+    """A final, unmasked frame of any opcode; ``payload`` is any bytes-like object (aiohttp
+    hands a ping's payload over as a bytearray). Control frames (close, ping, pong: opcode
     0x8 and above) must carry at most 125 bytes: ``ValueError`` otherwise."""
+    if type(payload) is not bytes:
+        payload = bytes(payload)
     if opcode < 0 or opcode > 0xF:
         raise ValueError(f"bad WebSocket opcode {opcode}")
     if opcode >= 0x8 and PyBytes_GET_SIZE(payload) > 125:

@@ -45,6 +45,11 @@ def test_control_frames() -> None:
     assert encode_ws_frame(0x9, b"") == b"\x89\x00"
     assert encode_ws_frame(0xA, b"hi") == b"\x8a\x02hi"
     assert encode_ws_frame(0x8, b"\x03\xe8") == b"\x88\x02\x03\xe8"
+    # aiohttp hands a ping's payload over as a bytearray: the pong echoes any bytes-like
+    assert encode_ws_frame(0xA, bytearray(b"hi")) == encode_ws_frame(0xA, memoryview(b"hi"))
+    assert encode_ws_frame(0xA, bytearray(b"hi")) == b"\x8a\x02hi"
+    with pytest.raises(ValueError):
+        encode_ws_frame(0xA, bytearray(126))
     with pytest.raises(ValueError):
         encode_ws_frame(0x9, b"x" * 126)
     with pytest.raises(ValueError):

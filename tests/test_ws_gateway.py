@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
+from websockets.typing import Subprotocol
 
 try:
     from .ws_helpers import (
@@ -443,6 +444,26 @@ async def test_idle_sockets_hold_no_reader(client: Client) -> None:
     for ws in sockets:
         assert (await request(ws, type="unsubscribe_lobby", id="u"))["type"] == "ack"
         await ws.close()
+
+
+async def test_pings_with_a_payload_get_their_pong_from_a_websockets_client(
+    client: Client,
+) -> None:
+    """Python's ``websockets`` pings with a payload (4 random bytes by default); the pong
+    must echo it and the socket stay open (it was closed with 1011: aiohttp hands the
+    payload over as a bytearray)."""
+    from websockets.asyncio.client import connect as ws_connect
+
+    url = str(client.make_url("/ws")).replace("http://", "ws://")
+    async with ws_connect(url, subprotocols=[Subprotocol("goapp.v1")]) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        for payload in (b"goapp", b"", bytes(range(125))):
+            latency = await asyncio.wait_for(await ws.ping(payload), 5)
+            assert latency >= 0
+        await asyncio.wait_for(await ws.ping(), 5)  # the library's own random payload
+        await ws.send(json.dumps({"type": "ping", "id": 1}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "pong"
+    assert ws.close_code == 1000
 
 
 async def test_pipelined_messages_are_answered_in_order(client: Client) -> None:
