@@ -310,6 +310,27 @@ async def test_chat_history(api: Api) -> None:
     assert status == 400 and err["error"]["path"] == "before"
 
 
+async def test_ids_in_paths_and_queries_are_ascii_digits_only(api: Api) -> None:
+    """``\\d`` and ``int()`` take ``３`` (fullwidth) as 3: game 3 must not answer to it."""
+    await api.register("alice")
+    await api.register("bob")
+    game_id = await api.new_game("alice", "bob")
+    assert game_id < 10
+    await api.ctx.store.add_chat(f"game:{game_id}", None, "a line")
+    for digit in (chr(0xFF10 + game_id), chr(0x0660 + game_id)):
+        for path in (f"/api/games/{digit}", f"/api/games/{digit}/events"):
+            status, err = await api.call("GET", path)
+            assert status == 404, (path, err)
+        status, err = await api.call("GET", f"/api/chat/game:1{digit}")
+        assert status == 404 and err["error"]["code"] == "room_not_found"
+        status, err = await api.call("GET", f"/api/games/{game_id}/events?since={digit}")
+        assert status == 400 and err["error"]["path"] == "since"
+    status, err = await api.call("GET", "/api/games/²")
+    assert status == 404
+    status, body = await api.call("GET", f"/api/games/{game_id}/events?since=1")
+    assert status == 200
+
+
 async def test_game_reads_of_unknown_games(api: Api) -> None:
     for path in ("/api/games/999", "/api/games/999/events", "/api/games/999/sgf"):
         status, err = await api.call("GET", path)

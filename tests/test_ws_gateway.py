@@ -710,6 +710,38 @@ async def test_server_pings_and_idle_timeout(
 # -- chat and presence -------------------------------------------------------------------------
 
 
+async def test_room_ids_are_ascii_digits_only(client: Client, ctx: ServerContext) -> None:
+    """``game:²`` raised ValueError (an ``internal`` frame); ``game:３`` (fullwidth) reached
+    game 3's sockets but was stored under a room that history never returns."""
+    a, ta = await make_user(ctx, "alice")
+    b, _ = await make_user(ctx, "bob")
+    game = await new_game(ctx, a, b)
+    assert game < 10
+    alice, guest = await connect(client, ta), await connect(client)
+    for ws in (alice, guest):
+        await request(ws, type="subscribe", id="g", game_id=game)
+    odd_rooms = [
+        "game:²",
+        f"game:{chr(0xFF10 + game)}",  # fullwidth digit
+        f"game:{chr(0x0660 + game)}",  # Arabic-Indic digit
+        f"game:0{game}",
+        f"game:{game} ",
+        f"game:+{game}",
+        "game:" + "9" * 19,  # past the largest game id
+    ]
+    for n, room in enumerate(odd_rooms):
+        got = await request(alice, type="chat", id=n, room=room, text="hidden")
+        assert got["error"]["code"] == "bad_message", (room, got)
+    ok = await request(alice, type="chat", id="ok", room=f"game:{game}", text="seen")
+    assert ok["type"] == "ack"
+    assert (await recv_type(guest, "chat"))["text"] == "seen"  # the first chat it got
+    assert [m.text for m in await ctx.store.list_chat(f"game:{game}")] == ["seen"]
+    for room in odd_rooms:
+        assert await ctx.store.list_chat(room) == []
+    for ws in (alice, guest):
+        await ws.close()
+
+
 async def test_chat_is_stored_and_broadcast(client: Client, ctx: ServerContext) -> None:
     a, ta = await make_user(ctx, "alice")
     b, tb = await make_user(ctx, "bob")

@@ -76,6 +76,7 @@ from redis.exceptions import RedisError
 
 from goapp.obs import metrics
 from goapp.server.hub import event_json
+from goapp.server.protocol import room_game_id
 from goapp.server.ratelimit import SharedBuckets
 
 if TYPE_CHECKING:
@@ -447,7 +448,8 @@ class RedisBus:
         self._send(LOBBY, _message(header, frame))
 
     def room(self, room: str, frame: bytes) -> None:
-        channel = LOBBY if room == "lobby" else game_channel(int(room[5:]))
+        game_id = room_game_id(room)  # the gateway validated it
+        channel = LOBBY if game_id is None else game_channel(game_id)
         self._send(channel, _message({"o": self.instance_id, "k": "room", "r": room}, frame))
 
     def user(self, user_id: int, frame: bytes) -> None:

@@ -62,6 +62,7 @@ import orjson
 
 from goapp._core import encode_ws_frame, encode_ws_text_frame
 from goapp.obs.metrics import BROADCAST_DURATION, WS_CONNECTIONS, WS_DROPPED
+from goapp.server.protocol import room_game_id
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -654,11 +655,16 @@ class Hub:
         self.deliver_room(room, frame)
 
     def deliver_room(self, room: str, frame: bytes) -> None:
-        if room == "lobby":
+        try:
+            game_id = room_game_id(room)
+        except ValueError:
+            log.warning("chat for an unknown room dropped", extra={"room": room[:40]})
+            return
+        if game_id is None:
             for conn in list(self.lobby):
                 conn.send(frame)
-        elif room.startswith("game:"):
-            self.send_game_frame(int(room[5:]), frame)
+        else:
+            self.send_game_frame(game_id, frame)
 
     # -- liveness --------------------------------------------------------------------------
 

@@ -535,13 +535,12 @@ async def on_chat(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
         _error(conn, msg.id, "auth_required", "log in to chat")
         return
     room = msg.room
-    if room == "lobby":
-        joined = conn.lobby
-    elif room.startswith("game:") and room[5:].isdigit():
-        joined = int(room[5:]) in conn.games
-    else:
-        _error(conn, msg.id, "bad_message", "room must be 'lobby' or 'game:<id>'")
+    try:
+        game_id = p.room_game_id(room)
+    except ValueError:
+        _error(conn, msg.id, "bad_message", "room must be 'lobby' or 'game:<id>' (ASCII digits)")
         return
+    joined = conn.lobby if game_id is None else game_id in conn.games
     if not joined:
         _error(conn, msg.id, "not_subscribed", f"subscribe to {room} before chatting there")
         return

@@ -184,12 +184,16 @@ async def decode_body(request: web.Request, kind: type[T], limit: int = MAX_JSON
         raise validation_error(exc) from None
 
 
+#: An integer from a client: ASCII digits only (``\\d`` and ``int()`` also take ``３``, ``٣``).
+_INTEGER_RE = re.compile(r"-?[0-9]{1,19}")
+
+
 def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     """An integer query parameter in ``lo..hi`` (400 ``bad_request`` otherwise)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not re.fullmatch(r"-?\d{1,19}", raw) or not lo <= int(raw) <= hi:
+    if not _INTEGER_RE.fullmatch(raw) or not lo <= int(raw) <= hi:
         raise ApiError(
             400, "bad_request", f"query parameter {name} must be an integer {lo}..{hi}", path=name
         )
@@ -198,7 +202,7 @@ def query_int(request: web.Request, name: str, default: int | None, lo: int, hi:
 
 def path_id(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
-    value = int(raw) if len(raw) <= 19 else 0
+    value = int(raw) if _INTEGER_RE.fullmatch(raw) and raw[0] != "-" else 0
     if not 1 <= value <= 2**62:
         raise ApiError(404, "not_found", f"no such {name}")
     return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from datetime import datetime
 from typing import Annotated, Any
@@ -36,6 +35,7 @@ from goapp.server.api.common import (
 )
 from goapp.server.auth import InvalidUsernameError, username_key, validate_username
 from goapp.server.errors import ApiError
+from goapp.server.protocol import ROOM_RE
 from goapp.store.errors import NotFoundError
 from goapp.store.records import Game
 
@@ -374,9 +374,6 @@ async def post_sgf(request: web.Request) -> web.Response:
 
 # -- chat ----------------------------------------------------------------------------------
 
-_ROOM_RE = re.compile(r"lobby|game:[1-9]\d{0,17}")
-
-
 class ChatMessageOut(msgspec.Struct):
     id: int
     room: str
@@ -387,7 +384,7 @@ class ChatMessageOut(msgspec.Struct):
 
 async def get_chat(request: web.Request) -> web.Response:
     room = request.match_info["room"]
-    if not _ROOM_RE.fullmatch(room):
+    if not ROOM_RE.fullmatch(room):
         raise ApiError(404, "room_not_found", "rooms are lobby and game:ID")
     before = query_int(request, "before", None, 1, 2**62)
     limit = query_int(request, "limit", 50, 1, 200) or 50
