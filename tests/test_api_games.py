@@ -186,7 +186,9 @@ async def test_challenge_lifecycle_and_validation(
     for name in ("alice", "bob", "carol"):
         await api.register(name)
     published: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(api.ctx.hub, "publish_lobby", lambda k, p: published.append((k, p)))
+    monkeypatch.setattr(
+        api.ctx.hub, "publish_lobby", lambda k, p, only=None: published.append((k, p))
+    )
 
     status, direct = await api.call(
         "POST", "/api/challenges", {"size": 13, "rules": "aga", "opponent": "Bob"}, user="alice"

@@ -347,11 +347,21 @@ async def test_a_lost_last_message_is_found_by_the_audit(cluster: Cluster) -> No
 async def test_lobby_chat_and_user_frames_cross_instances(cluster: Cluster) -> None:
     a = await cluster.add("a")
     b = await cluster.add("b")
-    (alice, ta), (_, tb) = await users(a, "alice", "bob")
+    (alice, ta), (_, tb), (_, tc) = await users(a, "alice", "bob", "carol")
     lobby_b = await b.ws(tb)
     assert (await request(lobby_b, id="l", type="subscribe_lobby"))["type"] == "ack"
     lobby_a = await a.ws(ta)
     assert (await request(lobby_a, id="l", type="subscribe_lobby"))["type"] == "ack"
+    carol_b = await b.ws(tc)
+    assert (await request(carol_b, id="l", type="subscribe_lobby"))["type"] == "ack"
+
+    # a direct challenge from A reaches its target on B, and nobody else there
+    status, private = await a.call(
+        "POST", "/api/challenges", {"size": 9, "rules": "japanese", "opponent": "bob"}, token=ta
+    )
+    assert status == 201, private
+    frame = await recv_type(lobby_b, "lobby")
+    assert frame["kind"] == "challenge_created" and frame["payload"]["id"] == private["id"]
 
     # a challenge created through A's HTTP API reaches B's lobby, once
     status, ch = await a.call(
@@ -364,6 +374,8 @@ async def test_lobby_chat_and_user_frames_cross_instances(cluster: Cluster) -> N
     frame = await recv_type(lobby_b, "lobby")
     assert frame["kind"] == "challenge_created" and frame["payload"]["id"] == ch["id"]
     assert not [f for f in await quiet(lobby_b) if f["type"] == "lobby"]
+    frame = await recv_type(carol_b, "lobby")  # the open challenge is the first carol saw
+    assert frame["kind"] == "challenge_created" and frame["payload"]["id"] == ch["id"]
 
     # bob accepts on B: alice (on A) hears it
     status, body = await b.call("POST", f"/api/challenges/{ch['id']}/accept", token=tb)

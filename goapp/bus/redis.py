@@ -443,8 +443,8 @@ class RedisBus:
 
     # -- relay (goapp.server.hub.Relay) ----------------------------------------------------
 
-    def lobby(self, frame: bytes, direct: set[int]) -> None:
-        header = {"o": self.instance_id, "k": "lobby", "d": sorted(direct)}
+    def lobby(self, frame: bytes, direct: set[int], private: bool) -> None:
+        header = {"o": self.instance_id, "k": "lobby", "d": sorted(direct), "p": private}
         self._send(LOBBY, _message(header, frame))
 
     def room(self, room: str, frame: bytes) -> None:
@@ -580,7 +580,7 @@ class RedisBus:
         if kind == "room":
             hub.deliver_room(header["r"], body)
         elif kind == "lobby":
-            hub.deliver_lobby(body, set(header.get("d") or ()))
+            hub.deliver_lobby(body, set(header.get("d") or ()), bool(header.get("p")))
         elif kind == "user":
             hub.deliver_user(int(header["u"]), body)
         elif kind == "bye":

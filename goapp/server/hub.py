@@ -89,7 +89,7 @@ class Relay(Protocol):
     @property
     def up(self) -> bool: ...
     def unwatch(self, game_id: int) -> None: ...
-    def lobby(self, frame: bytes, direct: set[int]) -> None: ...
+    def lobby(self, frame: bytes, direct: set[int], private: bool) -> None: ...
     def room(self, room: str, frame: bytes) -> None: ...
     def user(self, user_id: int, frame: bytes) -> None: ...
     def disconnect(self, user_id: int, code: int, reason: str) -> None: ...
@@ -617,28 +617,34 @@ class Hub:
         self.lobby.pop(conn, None)
         conn.lobby = False
 
-    def publish_lobby(self, kind: str, payload: dict[str, Any]) -> None:
+    def publish_lobby(
+        self, kind: str, payload: dict[str, Any], *, only: Iterable[int] | None = None
+    ) -> None:
         """Send a lobby event (challenge created/accepted/cancelled, ...) to every connection
         subscribed to the lobby: ``{"type": "lobby", "kind": kind, "payload": payload}``.
 
         The users it is addressed to (``payload["target"]["id"]``, ``black_id``,
         ``white_id``: the target of a direct challenge, the players of an accepted one) get
-        it on every connection, subscribed to the lobby or not."""
+        it on every connection, subscribed to the lobby or not. With ``only`` (the two
+        parties of a direct challenge) those users' connections get it and nobody else:
+        a private offer is not the lobby's business."""
         frame = encode_ws_text_frame(
             orjson.dumps({"type": "lobby", "kind": kind, "payload": payload})
         )
-        direct = _addressees(payload)
+        private = only is not None
+        direct = set(only) if only is not None else _addressees(payload)
         if self.relay is not None:
-            self.relay.lobby(frame, direct)
-        self.deliver_lobby(frame, direct)
+            self.relay.lobby(frame, direct, private)
+        self.deliver_lobby(frame, direct, private)
 
-    def deliver_lobby(self, frame: bytes, direct: set[int]) -> None:
+    def deliver_lobby(self, frame: bytes, direct: set[int], private: bool = False) -> None:
         lobby = self.lobby
-        for conn in list(lobby):
-            conn.send(frame)
+        if not private:
+            for conn in list(lobby):
+                conn.send(frame)
         if direct:
             for conn in list(self.conns):
-                if conn.user_id in direct and conn not in lobby:
+                if conn.user_id in direct and (private or conn not in lobby):
                     conn.send(frame)
 
     def send_lobby_frame(self, obj: dict[str, Any]) -> None:

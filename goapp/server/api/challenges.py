@@ -2,8 +2,8 @@
 
 Lobby events (``ctx.hub.publish_lobby``): ``challenge_created`` (the challenge),
 ``challenge_accepted`` (``challenge_id``, ``game_id``, ``black_id``, ``white_id``),
-``challenge_cancelled`` / ``challenge_declined`` (``challenge_id``). Direct challenges are
-published too, with their ``target``, so the hub can tell the target.
+``challenge_cancelled`` / ``challenge_declined`` (``challenge_id``). The events of a direct
+challenge go to its challenger and target only (every connection of theirs).
 """
 
 from __future__ import annotations
@@ -176,11 +176,14 @@ async def challenge_out(names: Names, ch: Challenge) -> ChallengeOut:
     )
 
 
-def publish(request: web.Request, kind: str, payload: Any) -> None:
-    """A lobby event; never fails the request (the change is committed already)."""
+def publish(request: web.Request, ch: Challenge, kind: str, payload: Any) -> None:
+    """A lobby event about ``ch``; never fails the request (the change is committed
+    already). A direct challenge's events go to its two parties only (the HTTP list hides
+    it from everyone else too)."""
+    parties = None if ch.target_id is None else {ch.challenger_id, ch.target_id}
     try:
         data = msgspec.to_builtins(payload)
-        ctx_of(request).hub.publish_lobby(kind, data)
+        ctx_of(request).hub.publish_lobby(kind, data, only=parties)
     except Exception:
         log.exception("publishing a lobby event failed", extra={"kind": kind})
 
@@ -212,7 +215,7 @@ async def create_challenge(request: web.Request) -> web.Response:
         ctx.store.create_challenge(me, params, target_id=target_id, expires_at=expires),
     )
     out = await challenge_out(Names(request), ch)
-    publish(request, "challenge_created", out)
+    publish(request, ch, "challenge_created", out)
     return json_response(out, status=201)
 
 
@@ -308,6 +311,7 @@ async def accept_challenge(request: web.Request) -> web.Response:
         raise
     publish(
         request,
+        ch,
         "challenge_accepted",
         {
             "challenge_id": challenge_id,
@@ -338,7 +342,7 @@ async def delete_challenge(request: web.Request) -> web.Response:
         )
     except ConflictError as exc:
         raise ApiError(409, "challenge_unavailable", str(exc)) from None
-    publish(request, f"challenge_{status}", {"challenge_id": challenge_id})
+    publish(request, ch, f"challenge_{status}", {"challenge_id": challenge_id})
     return json_response(Closed(ok=True, challenge=await challenge_out(Names(request), ch)))
 
 
