@@ -45,6 +45,11 @@ def _positive(value: Any) -> None:
         raise ValueError("must be greater than 0")
 
 
+def _not_negative(value: Any) -> None:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+
+
 def _networks(value: Any) -> None:
     import ipaddress
 
@@ -257,6 +262,32 @@ class Settings:
         "Seconds a blitz or live automatch request may wait while its player has no "
         "connection before it is cancelled. 0: never. Correspondence requests are never "
         "cancelled this way.",
+    )
+    # abuse limits (docs/api.md, "Limits"; 0 turns a cap off)
+    max_open_challenges: int = setting(
+        10,
+        "Open challenges one user may have at once (public and direct); one more is refused "
+        "with 409 too_many_challenges. 0: no cap.",
+        validator=_not_negative,
+    )
+    max_bot_games: int = setting(
+        3,
+        "Games against the computer one user may have in progress at once; one more is "
+        "refused with 409 too_many_bot_games. 0: no cap.",
+        validator=_not_negative,
+    )
+    ws_max_per_ip: int = setting(
+        200,
+        "WebSocket connections open at once from one client address, per instance (behind "
+        "a proxy set trusted_proxies, or every client shares the proxy's count); one more "
+        "is refused with HTTP 429 too_many_connections. 0: no cap (load tests).",
+        validator=_not_negative,
+    )
+    ws_max_per_user: int = setting(
+        20,
+        "WebSocket connections open at once for one user, per instance; one more is refused "
+        "with HTTP 429 too_many_connections. 0: no cap.",
+        validator=_not_negative,
     )
     # garbage collector (docs/loadtest.md, benches/README.md "Load")
     gc_freeze: bool = setting(

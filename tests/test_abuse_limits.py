@@ -5,15 +5,17 @@ per-IP socket caps, and the per-account login back-off."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import ClientWebSocketResponse
 
 try:
-    from .api_support import Api
+    from .api_support import Api, fast_scrypt, make_api
     from .ws_helpers import recv_type, request
 except ImportError:
-    from api_support import Api  # type: ignore[no-redef]
+    from api_support import Api, fast_scrypt, make_api  # type: ignore[no-redef]
     from ws_helpers import recv_type, request  # type: ignore[no-redef]
 
 
@@ -79,3 +81,64 @@ async def test_direct_challenges_reach_their_two_parties_only(api: Api) -> None:
         assert await lobby_kinds_until(sockets[name], public["id"]) == [marker], name
     for ws in sockets.values():
         await ws.close()
+
+
+# -- caps on challenges and games against the computer ---------------------------------------
+
+
+async def test_open_challenges_are_capped_per_user(api: Api) -> None:
+    """A burst of concurrent offers (they came 60 in 0.3 s) leaves exactly the cap open;
+    the rest get 409 ``too_many_challenges`` and change nothing. Cancelling one frees a
+    place; another user has a cap of their own."""
+    await api.register("alice")
+    await api.register("bob")
+    cap = api.ctx.settings.max_open_challenges
+    assert cap == 10  # the default
+    offer = {"size": 9, "rules": "japanese"}
+    answers = await asyncio.gather(
+        *(api.call("POST", "/api/challenges", offer, user="alice") for _ in range(cap + 5))
+    )
+    assert sorted(status for status, _ in answers) == [201] * cap + [409] * 5
+    refused = [body for status, body in answers if status == 409]
+    assert all(b["error"]["code"] == "too_many_challenges" for b in refused)
+    assert refused[0]["error"]["limit"] == cap
+    alice = api.tokens["alice"]["user"]["id"]
+    assert await api.ctx.store.count_open_challenges(alice) == cap
+    status, body = await api.call(
+        "POST", "/api/challenges", {**offer, "opponent": "bob"}, user="alice"
+    )  # direct ones count too
+    assert status == 409 and body["error"]["code"] == "too_many_challenges"
+    first = next(body for status, body in answers if status == 201)
+    assert (await api.call("DELETE", f"/api/challenges/{first['id']}", user="alice"))[0] == 200
+    assert (await api.call("POST", "/api/challenges", offer, user="alice"))[0] == 201
+    assert (await api.call("POST", "/api/challenges", offer, user="bob"))[0] == 201
+
+
+async def test_games_against_the_computer_are_capped_per_user(
+    tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With GNU Go as the engine: a burst of bot games leaves the cap (default 3) in
+    progress, the rest 409 ``too_many_bot_games``; resigning one frees a place."""
+    fast_scrypt(monkeypatch)
+    async for api in make_api(
+        aiohttp_client, tmp_path, f"sqlite://{tmp_path}/bots.db", engine="gnugo"
+    ):
+        await api.register("alice")
+        cap = api.ctx.settings.max_bot_games
+        assert cap == 3
+        offer = {"size": 9, "rules": "chinese", "opponent": "computer", "level": "beginner"}
+        answers = await asyncio.gather(
+            *(api.call("POST", "/api/challenges", offer, user="alice") for _ in range(cap + 4))
+        )
+        assert sorted(status for status, _ in answers) == [201] * cap + [409] * 4
+        refused = [body for status, body in answers if status == 409]
+        assert {b["error"]["code"] for b in refused} == {"too_many_bot_games"}
+        games = [body["game_id"] for status, body in answers if status == 201]
+        assert len(await api.ctx.store.list_active_games(api.tokens["alice"]["user"]["id"])) == cap
+        status, body = await api.act("alice", games[0], {"type": "resign"})
+        assert status == 200, body
+        status, body = await api.call("POST", "/api/challenges", offer, user="alice")
+        assert status == 201, body
+        # games between people do not count
+        await api.register("bob")
+        assert (await api.call("POST", "/api/challenges", {"size": 9}, user="alice"))[0] == 201

@@ -117,7 +117,7 @@ class Cluster:
         ctx.bus.audit_interval_s = audit_s
         app = create_app(ctx)
         if limiter is not None:
-            limiter.shared = ctx.bus.buckets  # what create_app does with its own limiter
+            limiter.shared = ctx.bus.buckets  # what ServerContext.open does with its own
         app[RATE_LIMITER] = limiter if limiter is not None else RateLimiter({})
         server = TestServer(app)
         await server.start_server()

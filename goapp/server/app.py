@@ -24,7 +24,7 @@ from goapp.obs.systemd import Notifier, watchdog_loop
 from goapp.server import api, ws
 from goapp.server import web as spa
 from goapp.server.api import meta
-from goapp.server.api.common import RATE_LIMITER, api_middleware
+from goapp.server.api.common import api_middleware
 from goapp.server.context import CTX, ServerContext
 from goapp.settings import Settings, SettingsError, listen_address
 from goapp.store.errors import StoreError
@@ -73,11 +73,9 @@ def create_app(ctx: ServerContext) -> web.Application:
     spa.add_security_headers(app)  # CSP, no framing: on every response
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    api.setup_routes(app)
+    api.setup_routes(app, rate_limiter=ctx.limiter)
     if ctx.settings.metrics_token:  # otherwise /metrics is only on the metrics listener
         app.router.add_get("/metrics", meta.metrics)
-    # several instances: rate-limit buckets in Redis, shared by all (goapp.server.ratelimit)
-    app[RATE_LIMITER].shared = getattr(ctx.bus, "buckets", None)
     ws.setup_routes(app)
     spa.setup_routes(app)  # the browser app: /, its routes, /static/
     return app

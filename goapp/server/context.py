@@ -26,6 +26,7 @@ from goapp.private_files import make_private_dir
 from goapp.rating.service import RatingService
 from goapp.server.auth import Revocations, load_or_create_secret
 from goapp.server.hub import Hub
+from goapp.server.ratelimit import KeyedLocks, RateLimiter, SocketCounts
 from goapp.settings import Settings, SettingsError
 from goapp.store import Store, open_store
 
@@ -51,6 +52,12 @@ class ServerContext:
     fair_play: FairPlay | None = None  # abandonment, your-move notifications
     #: access tokens refused since a logout (filled on every instance by the bus)
     revocations: Revocations = field(default_factory=lambda: Revocations(900))
+    #: rate limits (HTTP API and chat), in Redis when there is one (see ratelimit.py)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    #: open WebSocket connections per client address (the ws_max_per_ip cap)
+    sockets_per_ip: SocketCounts = field(default_factory=SocketCounts)
+    #: one creation at a time per user where a cap counts (challenges, bot games)
+    user_locks: KeyedLocks = field(default_factory=KeyedLocks)
     #: the fan-out between instances (:class:`LocalBus` with one instance)
     bus: Bus = field(init=False)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -79,6 +86,8 @@ class ServerContext:
         await ctx.load_revocations()
         ctx.bus = open_bus(settings, ctx.hub, ctx.games, ctx.revocations)
         await ctx.bus.start()
+        # several instances: rate-limit buckets in Redis, shared by all
+        ctx.limiter.shared = getattr(ctx.bus, "buckets", None)
         ctx.start_ratings()
         ctx.start_automatch()
         # abandonment (player_left on a global disconnect) and your-move notifications

@@ -25,17 +25,19 @@ proxy's bucket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "ACTION_PER_IP",
     "ACTION_PER_USER",
+    "CHAT_PER_USER",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_KEYS",
     "ESTIMATE_PER_IP",
@@ -43,9 +45,11 @@ __all__ = [
     "LOGIN_PER_IP",
     "REGISTER_PER_IP",
     "SGF_PER_IP",
+    "KeyedLocks",
     "Limit",
     "RateLimiter",
     "SharedBuckets",
+    "SocketCounts",
 ]
 
 log = logging.getLogger("goapp.server")
@@ -101,6 +105,10 @@ SGF_PER_IP = Limit(burst=10, per_s=0.5)
 ESTIMATE_PER_USER = Limit(burst=5, per_s=0.1)
 #: ... and per client IP (anonymous callers, on finished games only): 10 at once, one every 5 s.
 ESTIMATE_PER_IP = Limit(burst=10, per_s=0.2)
+#: WebSocket ``chat`` per user, over all of the user's sockets (and every instance with
+#: Redis): 5 lines at once, then one a second. Per socket, ten sockets made it ten times
+#: that.
+CHAT_PER_USER = Limit(burst=5, per_s=1)
 #: Most buckets kept in memory (about 100 bytes each).
 DEFAULT_MAX_KEYS = 50_000
 
@@ -113,6 +121,7 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "sgf:ip": SGF_PER_IP,
     "estimate:user": ESTIMATE_PER_USER,
     "estimate:ip": ESTIMATE_PER_IP,
+    "chat:user": CHAT_PER_USER,
 }
 
 
@@ -232,3 +241,67 @@ class SharedBuckets:
                 "shared rate limit unavailable; using this instance's buckets",
                 extra={"error": str(exc) or type(exc).__name__, "errors": self.errors},
             )
+
+
+# -- caps: how much one user or address may hold open at once ---------------------------------
+#
+# The caps themselves are settings (``max_open_challenges``, ``max_bot_games``,
+# ``ws_max_per_ip``, ``ws_max_per_user``; 0 means no cap). They are counted per instance
+# where the count lives in memory (sockets), and in the database where it lives there
+# (challenges, games).
+
+
+def at_cap(held: int, cap: int) -> bool:
+    """Whether one more is refused: ``held`` already, ``cap`` allowed (0: no cap)."""
+    return cap > 0 and held >= cap
+
+
+class SocketCounts:
+    """Open WebSocket connections per client address, on this instance."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def get(self, address: str) -> int:
+        return self._open.get(address, 0)
+
+    def try_open(self, address: str, cap: int) -> bool:
+        """Count one more connection from ``address``, unless it holds ``cap`` already."""
+        held = self._open.get(address, 0)
+        if at_cap(held, cap):
+            return False
+        self._open[address] = held + 1
+        return True
+
+    def closed(self, address: str) -> None:
+        held = self._open.get(address, 0) - 1
+        if held > 0:
+            self._open[address] = held
+        else:
+            self._open.pop(address, None)
+
+
+class KeyedLocks:
+    """One asyncio lock per key (a user id), kept only while in use: a cap is checked and
+    the new thing created under it, so a burst of concurrent requests cannot all pass the
+    check before any of them counts (on one instance; with several, a burst spread over
+    them can pass the cap by at most one per instance)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

@@ -35,6 +35,7 @@ LIST_OPEN_FOR_USER = (
     f"SELECT {CHALLENGE} FROM challenges WHERE {_OPEN}"
     " AND (target_id IS NULL OR target_id = $3 OR challenger_id = $3) ORDER BY id LIMIT $2"
 )
+COUNT_OPEN_BY = f"SELECT count(*) FROM challenges WHERE {_OPEN} AND challenger_id = $2"
 ACCEPT_CHALLENGE = (
     "UPDATE challenges SET status = 'accepted', accepted_by = $2"
     " WHERE id = $1 AND status = 'open' AND (expires_at IS NULL OR expires_at > $3)"
@@ -216,6 +217,14 @@ class ChallengeQueries(Backend):
         else:
             plan = rows(LIST_OPEN_FOR_USER, when, limit, user_id, table="challenges")
         return [challenge_from_row(r) for r in await self._read(plan)]
+
+    async def count_open_challenges(
+        self, challenger_id: int, *, now: datetime | None = None
+    ) -> int:
+        """How many open, unexpired challenges ``challenger_id`` has made (public and
+        direct): the per-user cap counts them."""
+        row = await self._read(one(COUNT_OPEN_BY, now or utcnow(), challenger_id))
+        return int(row[0])
 
     async def accept_challenge(
         self,

@@ -32,6 +32,7 @@ from goapp.server.api.common import (
 )
 from goapp.server.auth import InvalidUsernameError, username_key, validate_username
 from goapp.server.errors import ApiError
+from goapp.server.ratelimit import at_cap
 from goapp.store.errors import ConflictError, NotFoundError
 from goapp.store.records import Challenge
 
@@ -210,10 +211,19 @@ async def create_challenge(request: web.Request) -> web.Response:
         target_id = target.id
     params = challenge_params(body)
     expires = datetime.now(UTC) + CHALLENGE_TTL
-    ch = await db(
-        "create_challenge",
-        ctx.store.create_challenge(me, params, target_id=target_id, expires_at=expires),
-    )
+    cap = ctx.settings.max_open_challenges
+    async with ctx.user_locks.hold(me):  # the cap is counted and kept under one lock
+        if at_cap(await db("count_open_challenges", ctx.store.count_open_challenges(me)), cap):
+            raise ApiError(
+                409,
+                "too_many_challenges",
+                f"you have {cap} open challenges, the most allowed; cancel one first",
+                limit=cap,
+            )
+        ch = await db(
+            "create_challenge",
+            ctx.store.create_challenge(me, params, target_id=target_id, expires_at=expires),
+        )
     out = await challenge_out(Names(request), ch)
     publish(request, ch, "challenge_created", out)
     return json_response(out, status=201)
@@ -237,17 +247,28 @@ async def _computer_game(request: web.Request, me: int, body: ChallengeBody) -> 
         raise _bad(f"level must be one of {', '.join(LEVELS)}", "$.level")
     params = challenge_params(body)
     bot = bot_name(ctx.engine.kind, level)
-    state = await ctx.games.create_game(
-        me,
-        None,
-        user_color=params["color"],
-        size=params["size"],
-        rules=params["rules"],
-        komi=params["komi"],
-        handicap=params["handicap"],
-        time_control=params["time_control"],
-        opponent_bot=bot,
-    )
+    cap = ctx.settings.max_bot_games
+    async with ctx.user_locks.hold(me):  # the cap is counted and kept under one lock
+        active = await db("list_active_games", ctx.store.list_active_games(me))
+        if at_cap(sum(1 for g in active if g.black_bot or g.white_bot), cap):
+            raise ApiError(
+                409,
+                "too_many_bot_games",
+                f"you have {cap} games against the computer in progress, the most allowed; "
+                "finish or resign one first",
+                limit=cap,
+            )
+        state = await ctx.games.create_game(
+            me,
+            None,
+            user_color=params["color"],
+            size=params["size"],
+            rules=params["rules"],
+            komi=params["komi"],
+            handicap=params["handicap"],
+            time_control=params["time_control"],
+            opponent_bot=bot,
+        )
     names = Names(request)
     color = "black" if state.black_id == me else "white"
     return json_response(
@@ -359,14 +380,16 @@ ROUTES = [
         response=ChallengeOut,
         status=201,
         auth="required",
-        errors=(400, 401, 404, 413, 415),
+        errors=(400, 401, 404, 409, 413, 415),
         description='`time_control` is `{"system": "none"|"absolute"|"fischer"|'
         '"byoyomi"|"canadian"|"simple"|"correspondence", ...}` (see docs/api.md). '
         "`rated: false` makes a game that moves no ratings. "
         '`opponent: "computer"` (with `level`: beginner, easy, medium, strong) starts a game '
         "against the computer at once and answers 201 `{game_id, bot, level, color, black, "
         "white}` instead of a challenge; 400 `engine_unavailable` when the server has no "
-        "engine.",
+        "engine. Caps per user (settings): 409 `too_many_challenges` past "
+        "`max_open_challenges` open challenges, 409 `too_many_bot_games` past "
+        "`max_bot_games` games against the computer in progress; `limit` is the cap.",
     ),
     Route(
         "GET",
