@@ -170,6 +170,7 @@ class Server:
                 GOAPP_GC_FREEZE="true" if a.server_gc_freeze == "on" else "false",
                 GOAPP_SQLITE_SYNCHRONOUS=a.sqlite_synchronous,
                 GOAPP_METRICS_LISTEN="127.0.0.1:0",  # several instances: not all on 9464
+                GOAPP_WS_MAX_PER_IP="0",  # every client connects from 127.0.0.1
             )
             cmd = [sys.executable, "-c", GC_WRAPPER, "serve", "--port", str(self.port),
                    "--ws-port", "0", "--data-dir", str(self.data)]  # fmt: skip

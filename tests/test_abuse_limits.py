@@ -62,9 +62,7 @@ async def test_direct_challenges_reach_their_two_parties_only(api: Api) -> None:
     status, second = await api.call(
         "POST", "/api/challenges", {**nine, "opponent": "alice"}, user="bob"
     )
-    status, accepted = await api.call(
-        "POST", f"/api/challenges/{second['id']}/accept", user="alice"
-    )
+    status, _ = await api.call("POST", f"/api/challenges/{second['id']}/accept", user="alice")
     assert status == 200
     status, public = await api.call("POST", "/api/challenges", nine, user="carol")
     assert status == 201
@@ -142,3 +140,91 @@ async def test_games_against_the_computer_are_capped_per_user(
         # games between people do not count
         await api.register("bob")
         assert (await api.call("POST", "/api/challenges", {"size": 9}, user="alice"))[0] == 201
+
+
+# -- WebSocket connections and chat ----------------------------------------------------------
+
+
+async def refused(api: Api, path: str, **kw: Any) -> dict[str, Any]:
+    """The handshake of ``path`` is refused with 429: its error body."""
+    async with api.client.get(path, headers=_upgrade(), **kw) as resp:
+        assert resp.status == 429, await resp.text()
+        body: dict[str, Any] = await resp.json()
+    return body
+
+
+def _upgrade() -> dict[str, str]:
+    return {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+
+
+async def test_websocket_connections_are_capped_per_address_and_user(
+    tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sockets from one address (it opened 1,500 in 0.7 s) and of one user stop at their
+    caps with 429 ``too_many_connections`` before the upgrade; a closed socket frees its
+    place; behind a trusted proxy each forwarded address has a cap of its own; a guest
+    socket logging in (``auth``) counts against the user's cap."""
+    fast_scrypt(monkeypatch)
+    overrides = {"ws_max_per_ip": 6, "ws_max_per_user": 3, "trusted_proxies": "127.0.0.1"}
+    async for api in make_api(
+        aiohttp_client, tmp_path, f"sqlite://{tmp_path}/ws.db", settings_overrides=overrides
+    ):
+        await api.register("alice")
+        await api.register("bob")
+        token = api.tokens["alice"]["access_token"]
+        alice = [await socket(api, "alice") for _ in range(3)]
+        body = await refused(api, f"/ws?token={token}")
+        assert body["error"] == {
+            "code": "too_many_connections",
+            "message": "at most 3 WebSocket connections per user; close one first",
+            "scope": "user",
+            "limit": 3,
+        }
+        guests = [await socket(api, None) for _ in range(3)]  # 6 from this address now
+        body = await refused(api, "/ws")
+        assert body["error"]["scope"] == "address" and body["error"]["limit"] == 6
+        body = await refused(api, f"/ws?token={api.tokens['bob']['access_token']}")
+        assert body["error"]["scope"] == "address"
+        # another client behind the trusted proxy: its own count
+        other = await api.client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.9"})
+        await recv_type(other, "welcome")
+        # a guest socket cannot log in as a user at the cap
+        got = await request(guests[0], type="auth", id="a", token=token)
+        assert got["error"]["code"] == "too_many_connections", got
+        await alice.pop().close()
+        await guests.pop().close()
+        await asyncio.sleep(0.1)  # the server sees the closes
+        got = await request(guests[0], type="auth", id="b", token=token)
+        assert got["type"] == "ack", got  # the place alice's closed socket left
+        await refused(api, f"/ws?token={token}")
+        bob = await socket(api, "bob")  # the guest's place
+        for ws in [*alice, *guests, other, bob]:
+            await ws.close()
+        await asyncio.sleep(0.1)
+        assert api.ctx.sockets_per_ip.get("127.0.0.1") == 0
+
+
+async def test_chat_budget_is_per_user_across_sockets(api: Api) -> None:
+    """One user with ten sockets got ten times the chat budget (50 lobby lines in a
+    second): the budget (5 at once, then 1 a second) is the user's, whatever the socket.
+    Another user has a budget of their own."""
+    await api.register("alice")
+    await api.register("bob")
+    sockets = [await socket(api, "alice") for _ in range(10)]
+    answers = [
+        await request(ws, type="chat", id=n, room="lobby", text=f"line {n}")
+        for n, ws in enumerate(sockets)
+    ]
+    assert [a["type"] for a in answers] == ["ack"] * 5 + ["error"] * 5
+    assert {a["error"]["code"] for a in answers[5:]} == {"rate_limited"}
+    assert answers[5]["error"]["retry_after"] > 0
+    assert len(await api.ctx.store.list_chat("lobby")) == 5
+    bob = await socket(api, "bob")
+    assert (await request(bob, type="chat", id="b", room="lobby", text="hi"))["type"] == "ack"
+    for ws in [*sockets, bob]:
+        await ws.close()

@@ -13,6 +13,7 @@ A missing tool fails the test (they are in the Makefile's TEST_DEBS), it does no
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -88,6 +89,13 @@ def test_compose_services() -> None:
     assert services["nginx"]["profiles"] == ["nginx"]
     conf = APPLIANCE / services["nginx"]["volumes"][0].split(":")[0]
     assert "server goapp:4000" in conf.read_text()
+    # goapp believes X-Forwarded-For from Nginx's fixed address only (else every client
+    # behind Nginx shares its per-address buckets), an address no other container can get
+    proxy = ipaddress.ip_address(services["nginx"]["networks"]["default"]["ipv4_address"])
+    assert env["GOAPP_TRUSTED_PROXIES"] == f"${{GOAPP_TRUSTED_PROXIES:-{proxy}}}"
+    (net,) = doc["networks"]["default"]["ipam"]["config"]
+    assert proxy in ipaddress.ip_network(net["subnet"])
+    assert proxy not in ipaddress.ip_network(net["ip_range"])
     assert {"goapp-data", "postgres-data", "katago"} <= set(doc["volumes"])
 
 

@@ -570,6 +570,22 @@ async def test_rate_limit_is_shared_and_falls_back(cluster: Cluster) -> None:
     assert statuses == [401, 401, 401, 429]
 
 
+async def test_chat_budget_is_shared_by_the_instances(cluster: Cluster) -> None:
+    """A user's chat budget (5 lines at once) is one budget over every instance, not one
+    per instance (the buckets live in Redis)."""
+    a = await cluster.add("a")
+    b = await cluster.add("b")
+    ((_, ta),) = await users(a, "alice")
+    on_a, on_b = await a.ws(ta), await b.ws(ta)
+    for ws in (on_a, on_b):
+        assert (await request(ws, id="l", type="subscribe_lobby"))["type"] == "ack"
+    kinds = []
+    for n in range(8):
+        got = await request((on_a, on_b)[n % 2], id=n, type="chat", room="lobby", text=f"{n}")
+        kinds.append(got["type"] if got["type"] == "ack" else got["error"]["code"])
+    assert kinds == ["ack"] * 5 + ["rate_limited"] * 3
+
+
 # -- Redis outage --------------------------------------------------------------------------
 
 

@@ -40,7 +40,8 @@ def _env() -> dict[str, str]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A ``goapp serve`` process on SQLite in its own data directory: (base URL, data dir)."""
-    instance = Instance("goapp", tmp_path, {})
+    # every client connects from 127.0.0.1: lift the per-address socket cap
+    instance = Instance("goapp", tmp_path, {"GOAPP_WS_MAX_PER_IP": "0"})
     instance.start()
     try:
         yield instance.url, instance.data_dir

@@ -75,6 +75,10 @@ def substitute(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
+#: The site's ``limit_conn`` on /ws, as this test sets it.
+WS_PER_ADDRESS = 4
+
+
 def render_site(ports: dict[str, int], cert: Path, key: Path, webroot: Path) -> str:
     """nginx/goapp.conf for this test's ports and files."""
     text = SITE.read_text()
@@ -89,6 +93,8 @@ def render_site(ports: dict[str, int], cert: Path, key: Path, webroot: Path) -> 
         ("/etc/goapp/tls/goapp.crt", str(cert)),
         ("/etc/goapp/tls/goapp.key", str(key)),
         ("root /var/www/html;", f"root {webroot};"),
+        # the per-address WebSocket cap, low enough for a test to reach
+        ("limit_conn goapp_ws_conn 100;", f"limit_conn goapp_ws_conn {WS_PER_ADDRESS};"),
     ]:
         text = substitute(text, old, new)
     return text
@@ -301,6 +307,36 @@ async def test_websocket_upgrade_reaches_the_gateway(site: Site) -> None:
                 if frame.get("type") == "pong":
                     break
             assert frame.get("t") == 42, frame
+
+
+async def test_websocket_connections_are_capped_per_address(site: Site) -> None:
+    """``limit_conn`` on /ws: a client holding the cap in open sockets gets 429 from Nginx
+    for the next one (an HTML body: goapp's own cap answers JSON); closing one frees a
+    place."""
+    ssl_ctx = site.ssl_context()
+    url = f"wss://localhost:{site.ports['https']}/ws"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http_session:
+        sockets = [await http_session.ws_connect(url, ssl=ssl_ctx) for _ in range(WS_PER_ADDRESS)]
+        for ws in sockets:
+            assert json.loads((await ws.receive(timeout=10)).data)["type"] == "welcome"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await http_session.ws_connect(url, ssl=ssl_ctx)
+        assert err.value.status == 429
+        assert err.value.headers is not None
+        assert err.value.headers.get("Content-Type", "").startswith("text/html")
+        await sockets.pop().close()
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # Nginx counts the closed one out once its upstream side is closed
+            try:
+                sockets.append(await http_session.ws_connect(url, ssl=ssl_ctx))
+                break
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 429
+                assert asyncio.get_running_loop().time() < deadline, "no place freed"
+                await asyncio.sleep(0.1)
+        for ws in sockets:
+            await ws.close()
 
 
 def test_login_is_rate_limited_per_address(site: Site) -> None:

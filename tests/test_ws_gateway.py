@@ -711,7 +711,7 @@ async def test_server_pings_and_idle_timeout(
 
 
 async def test_room_ids_are_ascii_digits_only(client: Client, ctx: ServerContext) -> None:
-    """``game:²`` raised ValueError (an ``internal`` frame); ``game:３`` (fullwidth) reached
+    """``game:²`` raised ValueError (an ``internal`` frame); ``game:`` with a fullwidth 3 reached
     game 3's sockets but was stored under a room that history never returns."""
     a, ta = await make_user(ctx, "alice")
     b, _ = await make_user(ctx, "bob")

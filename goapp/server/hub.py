@@ -113,8 +113,6 @@ class Conn:
     """One open WebSocket, as the hub sees it. ``__slots__`` keeps 10k of them small."""
 
     __slots__ = (
-        "chat_at",
-        "chat_credits",
         "close_task",
         "closed",
         "credits",
@@ -154,8 +152,6 @@ class Conn:
         self.last_seen = now
         self.credits = 0.0
         self.credits_at = now
-        self.chat_credits = 0.0
-        self.chat_at = now
         self.expiry: asyncio.TimerHandle | None = None
         self.close_task: asyncio.Task[Any] | None = None
         self.slot = 0

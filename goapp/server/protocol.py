@@ -18,6 +18,7 @@ import orjson
 
 __all__ = [
     "PROTOCOL",
+    "ROOM_RE",
     "Action",
     "Auth",
     "Chat",
@@ -30,7 +31,6 @@ __all__ = [
     "UnsubscribeLobby",
     "decode_client",
     "error_frame",
-    "ROOM_RE",
     "room_game_id",
     "server_time_ms",
 ]
@@ -47,7 +47,7 @@ Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_GAME_ID)]
 
 
 #: A chat room: ``lobby`` or ``game:ID``, the id in ASCII digits. Never ``str.isdigit`` or
-#: ``\\d`` (Unicode): ``game:３`` (fullwidth) would become game 3 under a room name history
+#: ``\\d`` (Unicode): ``game:`` with a fullwidth 3 would become game 3 under a room name history
 #: never returns, and ``int("²")`` raises.
 ROOM_RE = re.compile(r"lobby|game:[1-9][0-9]{0,18}")
 

@@ -35,6 +35,7 @@ from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_frame, encod
 from goapp.game.errors import GameNotFound
 from goapp.obs.metrics import ACTION_LATENCY, WS_MESSAGES
 from goapp.server import protocol as p
+from goapp.server.api.common import client_ip
 from goapp.server.auth import AccessClaims, AuthError, verify_access_token
 from goapp.server.context import CTX, ServerContext
 from goapp.server.errors import INTERNAL_ERROR, ApiError, describe, error_body
@@ -42,8 +43,6 @@ from goapp.server.hub import Conn, Hub, event_frame
 from goapp.server.ws_inbox import Inbox, InboxWebSocketResponse
 
 __all__ = [
-    "CHAT_BURST",
-    "CHAT_RATE",
     "MAX_CHAT_CHARS",
     "MAX_MSG_SIZE",
     "MAX_SUBSCRIPTIONS",
@@ -59,9 +58,8 @@ MAX_MSG_SIZE = 4096
 """Largest client message (bytes); a bigger frame closes the socket with 1009."""
 MSG_RATE = 20.0
 MSG_BURST = 40.0
-"""Message credits per connection: a token bucket of 40 refilled at 20 per second."""
-CHAT_RATE = 1.0
-CHAT_BURST = 5.0
+"""Message credits per connection: a token bucket of 40 refilled at 20 per second. Chat has
+a budget per user on top (``chat:user`` in :mod:`goapp.server.ratelimit`)."""
 MAX_CHAT_CHARS = 500
 MAX_SUBSCRIPTIONS = 64
 """Games one connection may watch at once."""
@@ -94,8 +92,18 @@ def setup_routes(app: web.Application) -> None:
 # -- the handshake ----------------------------------------------------------------------------
 
 
-def _refuse(status: int, code: str, message: str) -> web.Response:
-    return web.json_response(error_body(code, message), status=status)
+def _refuse(status: int, code: str, message: str, **details: Any) -> web.Response:
+    return web.json_response(error_body(code, message, **details), status=status)
+
+
+def _too_many(scope: str, cap: int) -> web.Response:
+    return _refuse(
+        429,
+        "too_many_connections",
+        f"at most {cap} WebSocket connections per {scope}; close one first",
+        scope=scope,
+        limit=cap,
+    )
 
 
 def _token_of(request: web.Request) -> str | None:
@@ -146,6 +154,33 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             assert described is not None
             return web.json_response(described[1], status=401)
 
+    # Caps (settings; counted from the handshake on, so a burst cannot slip past them)
+    settings, counts = ctx.settings, ctx.sockets_per_ip
+    address = client_ip(request)
+    user_key = None if claims is None else f"user:{claims.sub}"
+    if user_key is not None and not counts.try_open(user_key, settings.ws_max_per_user):
+        return _too_many("user", settings.ws_max_per_user)
+    if not counts.try_open(address, settings.ws_max_per_ip):
+        if user_key is not None:
+            counts.closed(user_key)
+        return _too_many("address", settings.ws_max_per_ip)
+    try:
+        return await _serve(ctx, request, ws, reader, claims)
+    finally:
+        counts.closed(address)
+        user_id = reader.conn.user_id if reader.conn is not None else None
+        if user_id is not None:  # from the token, or from an ``auth`` message since
+            counts.closed(f"user:{user_id}")
+
+
+async def _serve(
+    ctx: ServerContext,
+    request: web.Request,
+    ws: InboxWebSocketResponse,
+    reader: _Reader,
+    claims: AccessClaims | None,
+) -> web.StreamResponse:
+    """The upgrade and the connection's life, once the handshake checks passed."""
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the peer went away before the upgrade")
@@ -157,13 +192,13 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     )
     conn.done = asyncio.get_running_loop().create_future()
     conn.credits = MSG_BURST
-    conn.chat_credits = CHAT_BURST
     reader.conn = conn
     await ws.prepare(request)  # frames from here on wait in the reader until start()
     hub = ctx.hub
     hub.register(conn)
     if claims is not None:
         _arm_expiry(conn, claims.exp)
+    chat = ctx.limiter.limits.get("chat:user")
     try:
         conn.send_json(
             {
@@ -176,8 +211,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                     "max_msg_size": MAX_MSG_SIZE,
                     "msg_rate": MSG_RATE,
                     "msg_burst": MSG_BURST,
-                    "chat_rate": CHAT_RATE,
-                    "chat_burst": CHAT_BURST,
+                    "chat_rate": None if chat is None else chat.per_s,
+                    "chat_burst": None if chat is None else chat.burst,
                     "max_chat_chars": MAX_CHAT_CHARS,
                     "max_subscriptions": MAX_SUBSCRIPTIONS,
                 },
@@ -336,16 +371,6 @@ def _take_credit(conn: Conn, now: float) -> bool:
         conn.credits = credits
         return False
     conn.credits = credits - 1.0
-    return True
-
-
-def _take_chat_credit(conn: Conn, now: float) -> bool:
-    credits = min(CHAT_BURST, conn.chat_credits + (now - conn.chat_at) * CHAT_RATE)
-    conn.chat_at = now
-    if credits < 1.0:
-        conn.chat_credits = credits
-        return False
-    conn.chat_credits = credits - 1.0
     return True
 
 
@@ -553,8 +578,16 @@ async def on_chat(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
             f"chat text must be 1 to {MAX_CHAT_CHARS} characters without control characters",
         )
         return
-    if not _take_chat_credit(conn, time.monotonic()):
-        _error(conn, msg.id, "rate_limited", f"at most {CHAT_RATE:g} chat message a second")
+    # per user, over all of the user's sockets (and instances, with Redis)
+    wait = await ctx.limiter.acheck(("chat:user", str(conn.user_id)))
+    if wait > 0:
+        _error(
+            conn,
+            msg.id,
+            "rate_limited",
+            "too many chat lines; slow down",
+            retry_after=round(wait, 3),
+        )
         return
     line = await ctx.store.add_chat(room, conn.user_id, text)
     frame = encode_ws_text_frame(
@@ -597,6 +630,18 @@ async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     if conn.user_id is not None and conn.user_id != user_id:
         _error(conn, msg.id, "forbidden", "a connection cannot change user; reconnect")
         return
+    if conn.user_id is None:  # a guest logs in: the socket counts against the user's cap
+        cap = ctx.settings.ws_max_per_user
+        if not ctx.sockets_per_ip.try_open(f"user:{user_id}", cap):
+            _error(
+                conn,
+                msg.id,
+                "too_many_connections",
+                f"at most {cap} WebSocket connections per user; close one first",
+                scope="user",
+                limit=cap,
+            )
+            return
     hub.set_user(conn, user_id, claims.name)
     _arm_expiry(conn, claims.exp)
     _ack(conn, msg.id, user={"id": user_id, "name": claims.name}, exp=claims.exp)

@@ -184,7 +184,8 @@ async def decode_body(request: web.Request, kind: type[T], limit: int = MAX_JSON
         raise validation_error(exc) from None
 
 
-#: An integer from a client: ASCII digits only (``\\d`` and ``int()`` also take ``３``, ``٣``).
+#: An integer from a client: ASCII digits only (``\\d`` and ``int()`` also take fullwidth
+#: and Arabic-Indic digits).
 _INTEGER_RE = re.compile(r"-?[0-9]{1,19}")
 
 

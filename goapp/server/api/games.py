@@ -374,6 +374,7 @@ async def post_sgf(request: web.Request) -> web.Response:
 
 # -- chat ----------------------------------------------------------------------------------
 
+
 class ChatMessageOut(msgspec.Struct):
     id: int
     room: str
