@@ -8,8 +8,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import ClientWebSocketResponse
+
+from goapp.server.api.accounts import DEVICE_COOKIE
+from goapp.server.ratelimit import RateLimiter
 
 try:
     from .api_support import Api, fast_scrypt, make_api
@@ -228,3 +232,74 @@ async def test_chat_budget_is_per_user_across_sockets(api: Api) -> None:
     assert (await request(bob, type="chat", id="b", room="lobby", text="hi"))["type"] == "ack"
     for ws in [*sockets, bob]:
         await ws.close()
+
+
+# -- the per-account login back-off ----------------------------------------------------------
+
+
+async def login_from(
+    api: Api, address: str, name: str, password: str, cookie: str | None = None
+) -> tuple[int, dict[str, Any], str | None]:
+    """``POST /api/login`` from the loopback ``address`` (the client socket is bound to
+    it): status, body, and the device cookie set, if any."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    headers = {} if cookie is None else {"Cookie": f"{DEVICE_COOKIE}={cookie}"}
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post(
+            api.client.make_url("/api/login"),
+            json={"name": name, "password": password},
+            headers=headers,
+        ) as resp,
+    ):
+        body = await resp.json()
+        morsel = resp.cookies.get(DEVICE_COOKIE)
+        if morsel is not None:
+            assert morsel["httponly"] and morsel["samesite"] == "Strict"
+            assert morsel["path"] == "/api/login"
+        return resp.status, body, None if morsel is None else morsel.value
+
+
+async def test_login_guesses_from_many_addresses_are_delayed_per_account(
+    tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """120 guesses at one account from 40 addresses (3 each: under the per-address limit)
+    all got 401 and no 429. Now the account's failures delay every client it does not
+    know: after 5 free failures the guesses get 429 ``login_delayed`` (even with the right
+    password, which is not checked then), while the owner, on the address or with the
+    device cookie of an earlier login, logs in at once."""
+    fast_scrypt(monkeypatch)
+    async for api in make_api(
+        aiohttp_client, tmp_path, f"sqlite://{tmp_path}/login.db", limiter=RateLimiter()
+    ):
+        await api.register("alice", "the real password")
+        status, _, cookie = await login_from(api, "127.0.0.200", "alice", "the real password")
+        assert status == 200 and cookie is not None
+        statuses: list[tuple[int, str | None]] = []
+        for n in range(120):
+            address = f"127.0.0.{2 + n // 3}"
+            status, body, _ = await login_from(api, address, "alice", f"guess {n}")
+            statuses.append((status, body["error"]["code"]))
+        assert statuses[:5] == [(401, "bad_credentials")] * 5
+        delayed = statuses.count((429, "login_delayed"))
+        # the wait doubles from 1 s: a slow run may see a few more guesses checked
+        assert delayed >= 110 and delayed + statuses.count((401, "bad_credentials")) == 120
+        # an unknown client is delayed even with the right password ...
+        status, body, _ = await login_from(api, "127.0.0.250", "alice", "the real password")
+        assert status == 429 and body["error"]["code"] == "login_delayed"
+        assert body["error"]["retry_after"] >= 1
+        # ... the owner's device (cookie, from a new address) and address are not
+        status, body, _ = await login_from(
+            api, "127.0.0.251", "alice", "the real password", cookie=cookie
+        )
+        assert status == 200, body
+        status, body, _ = await login_from(api, "127.0.0.200", "alice", "the real password")
+        assert status == 200, body
+        # a forged or another user's cookie is no help
+        await api.register("mallory")
+        _, _, other = await login_from(api, "127.0.0.3", "mallory", "correct horse")
+        for n in range(6):
+            await login_from(api, "127.0.0.4", "alice", f"again {n}")
+        for bad in (other, "1.9999999999.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"):
+            status, body, _ = await login_from(api, "127.0.0.5", "alice", "x" * 10, cookie=bad)
+            assert status == 429 and body["error"]["code"] == "login_delayed"

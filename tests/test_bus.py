@@ -570,6 +570,19 @@ async def test_rate_limit_is_shared_and_falls_back(cluster: Cluster) -> None:
     assert statuses == [401, 401, 401, 429]
 
 
+async def test_login_back_off_is_shared_by_the_instances(cluster: Cluster) -> None:
+    """An account's failed logins count once over every instance (in Redis): guesses spread
+    over two instances are delayed after 5 in all, not 5 on each."""
+    a = await cluster.add("a", RateLimiter({}))
+    b = await cluster.add("b", RateLimiter({}))
+    creds = {"name": "alice", "password": "wrong password"}
+    answers = []
+    for i in range(8):
+        status, body = await (a, b)[i % 2].call("POST", "/api/login", creds)
+        answers.append((status, body["error"]["code"]))
+    assert answers == [(401, "bad_credentials")] * 5 + [(429, "login_delayed")] * 3
+
+
 async def test_chat_budget_is_shared_by_the_instances(cluster: Cluster) -> None:
     """A user's chat budget (5 lines at once) is one budget over every instance, not one
     per instance (the buckets live in Redis)."""

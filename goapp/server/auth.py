@@ -542,6 +542,30 @@ def verify_access_token(
     return claims
 
 
+# --- device cookies (the login back-off's known clients) -------------------------------------
+
+_DEVICE_RE = re.compile(r"([1-9][0-9]{0,18})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")
+
+
+def issue_device_cookie(secret: bytes, user_id: int, ttl_s: int, now: int) -> str:
+    """``USER.EXPIRES.MAC``: proof that this client logged in to ``user_id`` (it grants
+    nothing but skipping the per-account login back-off, see goapp.server.ratelimit)."""
+    _check_secret(secret)
+    body = f"{user_id}.{now + ttl_s}"
+    return f"{body}.{_b64e(_sign(secret, b'device:' + body.encode('ascii')))}"
+
+
+def verify_device_cookie(secret: bytes, value: str, user_id: int, now: int) -> bool:
+    """Whether ``value`` is an unexpired device cookie of ``user_id`` signed with
+    ``secret``; False for anything else."""
+    m = _DEVICE_RE.fullmatch(value) if isinstance(value, str) else None
+    if m is None or int(m[1]) != user_id or int(m[2]) <= now:
+        return False
+    body = f"{m[1]}.{m[2]}"
+    expected = _b64e(_sign(secret, b"device:" + body.encode("ascii")))
+    return hmac.compare_digest(expected, m[3])
+
+
 # --- refresh tokens -------------------------------------------------------------------------
 
 _REFRESH_TOKEN_BYTES = 32

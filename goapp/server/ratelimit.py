@@ -16,6 +16,13 @@ client gets the budget once, not ``instances x``. While Redis is down (or slower
 :data:`SHARED_TIMEOUT_S`) each instance falls back to its in-memory buckets: limits stay on,
 per instance, until Redis is back.
 
+Logins are also limited per *account*, whatever the address (:class:`LoginGuard`): a few
+failures in a row cost nothing, then each attempt from a client the account does not know
+must wait twice as long as the last. A client that logged in to the account before (its
+device cookie, or the address it succeeded from) is never delayed, so an attacker guessing
+from many addresses slows only the guessing, never locks the owner out. docs/api.md,
+"Login back-off", gives the numbers.
+
 The client IP is :func:`goapp.server.api.common.client_ip`: ``request.remote``, or, when
 that is one of the ``trusted_proxies`` (Nginx), the right-most untrusted address of
 ``X-Forwarded-For``. Without ``trusted_proxies`` every client behind a proxy shares the
@@ -42,11 +49,14 @@ __all__ = [
     "DEFAULT_MAX_KEYS",
     "ESTIMATE_PER_IP",
     "ESTIMATE_PER_USER",
+    "LOGIN_BACKOFF",
     "LOGIN_PER_IP",
     "REGISTER_PER_IP",
     "SGF_PER_IP",
+    "Backoff",
     "KeyedLocks",
     "Limit",
+    "LoginGuard",
     "RateLimiter",
     "SharedBuckets",
     "SocketCounts",
@@ -72,6 +82,27 @@ if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return tostring(wait)
+"""
+
+
+# KEYS[1]: an account's failures (hash n, at); ARGV: free, base_s, max_s, forget_s. The
+# wait (seconds, as text) before this account may be tried again; 0 when this attempt may go
+# ahead, which counts it as a failure until LoginGuard.succeeded says otherwise.
+_LOGIN_LUA = """
+local free, base, max, forget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'n', 'at')
+local n = tonumber(b[1]) or 0
+local at = tonumber(b[2]) or 0
+if n >= free then
+  local wait = at + math.min(max, base * 2 ^ math.min(n - free, 40)) - now
+  if wait > 0 then return tostring(wait) end
+end
+redis.call('HSET', KEYS[1], 'n', tostring(n + 1), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(forget * 1000))
+return '0'
 """
 
 
@@ -109,6 +140,33 @@ ESTIMATE_PER_IP = Limit(burst=10, per_s=0.2)
 #: Redis): 5 lines at once, then one a second. Per socket, ten sockets made it ten times
 #: that.
 CHAT_PER_USER = Limit(burst=5, per_s=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Per-account login back-off. ``free`` failed attempts in a row cost nothing; then an
+    attempt from a client the account does not know must come ``base_s`` after the last
+    failure, twice that after the next one, and so on up to ``max_s``. Failures are
+    forgotten at a successful login, or ``forget_s`` after the last one. A client that
+    logged in successfully stays known for ``known_s``."""
+
+    free: int = 5
+    base_s: float = 1.0
+    max_s: float = 900.0
+    forget_s: float = 24 * 3600.0
+    known_s: float = 30 * 24 * 3600.0
+
+    def delay(self, failures: int) -> float:
+        """How long after the last failure the next attempt may come."""
+        if failures < self.free:
+            return 0.0
+        return min(self.max_s, self.base_s * 2.0 ** min(failures - self.free, 40))
+
+
+#: Five free tries, then 1 s, 2 s, 4 s ... at most 15 minutes between tries of one account
+#: from unknown clients: about 100 guesses a day once at the ceiling, from any number of
+#: addresses together.
+LOGIN_BACKOFF = Backoff()
 #: Most buckets kept in memory (about 100 bytes each).
 DEFAULT_MAX_KEYS = 50_000
 
@@ -132,6 +190,7 @@ class RateLimiter:
         self,
         limits: dict[str, Limit] | None = None,
         *,
+        login_backoff: Backoff | None = LOGIN_BACKOFF,
         max_keys: int = DEFAULT_MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -144,6 +203,8 @@ class RateLimiter:
         self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
         #: Buckets shared by every instance (Redis); None: in memory only.
         self.shared: SharedBuckets | None = None
+        #: The per-account login back-off (None: off)
+        self.login = None if login_backoff is None else LoginGuard(self, login_backoff)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -213,7 +274,7 @@ class SharedBuckets:
         self.redis = redis
         self.up = up
         self.prefix = prefix
-        self._sha: str | None = None
+        self._scripts: dict[str, str] = {}  # name -> SHA of the loaded script
         self.errors = 0
 
     @property
@@ -223,16 +284,45 @@ class SharedBuckets:
     async def hit(self, name: str, key: str, limit: Limit) -> float:
         async with asyncio.timeout(SHARED_TIMEOUT_S):
             bucket = f"{self.prefix}{name}:{key}"
-            if self._sha is None:
-                self._sha = await self.redis.script_load(_BUCKET_LUA)
-            try:
-                reply = await self.redis.evalsha(self._sha, 1, bucket, limit.burst, limit.per_s)
-            except Exception as exc:
-                if "NOSCRIPT" not in str(exc):
-                    raise
-                self._sha = await self.redis.script_load(_BUCKET_LUA)
-                reply = await self.redis.evalsha(self._sha, 1, bucket, limit.burst, limit.per_s)
+            reply = await self._eval("bucket", _BUCKET_LUA, [bucket], [limit.burst, limit.per_s])
         return float(reply)
+
+    async def _eval(self, name: str, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script by its SHA, loading it first (again after a Redis restart)."""
+        sha = self._scripts.get(name)
+        if sha is None:
+            sha = self._scripts[name] = await self.redis.script_load(script)
+        try:
+            return await self.redis.evalsha(sha, len(keys), *keys, *args)
+        except Exception as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+            sha = self._scripts[name] = await self.redis.script_load(script)
+            return await self.redis.evalsha(sha, len(keys), *keys, *args)
+
+    async def login_attempt(self, account: str, backoff: Backoff) -> float:
+        """:meth:`LoginGuard.attempt` in Redis (one script: check and count at once)."""
+        args = [backoff.free, backoff.base_s, backoff.max_s, backoff.forget_s]
+        async with asyncio.timeout(SHARED_TIMEOUT_S):
+            reply = await self._eval("login", _LOGIN_LUA, [self._login_key(account)], args)
+        return float(reply)
+
+    async def login_succeeded(self, account: str, address: str, backoff: Backoff) -> None:
+        async with asyncio.timeout(SHARED_TIMEOUT_S):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(self._login_key(account))
+            pipe.set(self._known_key(account, address), b"1", px=int(backoff.known_s * 1000))
+            await pipe.execute()
+
+    async def login_known(self, account: str, address: str) -> bool:
+        async with asyncio.timeout(SHARED_TIMEOUT_S):
+            return bool(await self.redis.exists(self._known_key(account, address)))
+
+    def _login_key(self, account: str) -> str:
+        return f"{self.prefix}login:{account}"
+
+    def _known_key(self, account: str, address: str) -> str:
+        return f"{self.prefix}known:{account}:{address}"
 
     def failed(self, exc: BaseException) -> None:
         self.errors += 1
@@ -241,6 +331,80 @@ class SharedBuckets:
                 "shared rate limit unavailable; using this instance's buckets",
                 extra={"error": str(exc) or type(exc).__name__, "errors": self.errors},
             )
+
+
+class LoginGuard:
+    """The per-account login back-off (:class:`Backoff`): in Redis when the limiter has
+    shared buckets (every instance sees the same failures), else in this process.
+
+    :meth:`attempt` comes before the password is checked and counts the attempt as a failure
+    at once, so that a burst of parallel guesses cannot all slip through the same opening;
+    :meth:`succeeded` then clears the count. A refused attempt costs no password hash and
+    tells nothing about the password."""
+
+    def __init__(self, limiter: RateLimiter, backoff: Backoff) -> None:
+        self.limiter = limiter
+        self.backoff = backoff
+        # account -> (failures, monotonic time of the last one)
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        # (account, address) -> monotonic time until which it is known
+        self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    async def attempt(self, account: str, *, known: bool) -> float:
+        """0 when an attempt on ``account`` may go ahead (now counted as a failure), else
+        the seconds to wait. ``known`` clients (see :meth:`is_known`) never wait, and their
+        attempts do not count: the per-address limit bounds them."""
+        if known:
+            return 0.0
+        shared = self.limiter.shared
+        if shared is not None and shared.available:
+            try:
+                return await shared.login_attempt(account, self.backoff)
+            except Exception as exc:
+                shared.failed(exc)
+        now = self.limiter.clock()
+        failures, last = self._failures.get(account, (0, now))
+        if now - last > self.backoff.forget_s:
+            failures = 0
+        wait = last + self.backoff.delay(failures) - now
+        if failures >= self.backoff.free and wait > 0:
+            return wait
+        self._failures[account] = (failures + 1, now)
+        self._failures.move_to_end(account)
+        _trim(self._failures, self.limiter.max_keys)
+        return 0.0
+
+    async def succeeded(self, account: str, address: str) -> None:
+        """The password was right: forget the account's failures, remember the address."""
+        self._failures.pop(account, None)
+        key = (account, address)
+        self._known[key] = self.limiter.clock() + self.backoff.known_s
+        self._known.move_to_end(key)
+        _trim(self._known, self.limiter.max_keys)
+        shared = self.limiter.shared
+        if shared is not None and shared.available:
+            try:
+                await shared.login_succeeded(account, address, self.backoff)
+            except Exception as exc:
+                shared.failed(exc)
+
+    async def is_known(self, account: str, address: str) -> bool:
+        """Whether ``address`` logged in to ``account`` successfully within ``known_s``."""
+        until = self._known.get((account, address))
+        if until is not None and until > self.limiter.clock():
+            return True
+        shared = self.limiter.shared
+        if shared is not None and shared.available:
+            try:
+                return await shared.login_known(account, address)
+            except Exception as exc:
+                shared.failed(exc)
+        return False
+
+
+def _trim(lru: OrderedDict[Any, Any], max_keys: int) -> None:
+    while len(lru) > max_keys:
+        lru.popitem(last=False)
 
 
 # -- caps: how much one user or address may hold open at once ---------------------------------

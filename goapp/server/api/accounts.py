@@ -13,6 +13,7 @@ from aiohttp import web
 
 from goapp.server import auth
 from goapp.server.api.common import (
+    RATE_LIMITER,
     Param,
     Route,
     client_ip,
@@ -27,6 +28,7 @@ from goapp.server.api.ratings import PoolRatingOut, user_ratings
 from goapp.server.auth import InvalidTokenError, InvalidUsernameError
 from goapp.server.context import ServerContext
 from goapp.server.errors import ApiError
+from goapp.server.ratelimit import retry_after_s
 from goapp.store.errors import ConflictError, NotFoundError
 from goapp.store.records import RefreshToken, User
 
@@ -124,27 +126,66 @@ async def register(request: web.Request) -> web.Response:
     return json_response(await _session(ctx, user), status=201)
 
 
+#: The login back-off's device cookie (docs/api.md, "Login back-off"): only login reads it.
+DEVICE_COOKIE = "goapp_device"
+
+
 async def login(request: web.Request) -> web.Response:
-    await rate_limit(request, ("login:ip", client_ip(request)))
+    address = client_ip(request)
+    await rate_limit(request, ("login:ip", address))
     body = await decode_body(request, Credentials)
     ctx = ctx_of(request)
     user: User | None = None
+    account: str | None = None  # the back-off's key: the name, found or not
     try:
         name = auth.validate_username(body.name)
-        user = await db(
-            "get_user_by_name", ctx.store.get_user_by_name(name, key=auth.username_key(name))
-        )
+        account = auth.username_key(name)
+        user = await db("get_user_by_name", ctx.store.get_user_by_name(name, key=account))
     except (InvalidUsernameError, NotFoundError):
         user = None
+    guard = request.app[RATE_LIMITER].login
+    if guard is not None and account is not None:
+        known = _known_device(request, ctx, user) or await guard.is_known(account, address)
+        wait = await guard.attempt(account, known=known)
+        if wait > 0:
+            seconds = retry_after_s(wait)
+            raise ApiError(
+                429,
+                "login_delayed",
+                f"too many failed logins to this account; try again in {seconds} s",
+                retry_after=seconds,
+            )
     stored = user.password_hash if user is not None else None
     # The same scrypt work whether or not the name exists (verify_password(pw, None)).
     ok = await _in_thread(auth.verify_password, body.password, stored)
     if not ok or user is None:
         raise ApiError(401, "bad_credentials", "wrong name or password")
+    if guard is not None and account is not None:
+        await guard.succeeded(account, address)
     if stored is not None and auth.needs_rehash(stored):
         new_hash = await _in_thread(auth.hash_password, body.password)
         await db("set_password_hash", ctx.store.set_password_hash(user.id, new_hash))
-    return json_response(await _session(ctx, user))
+    response = json_response(await _session(ctx, user))
+    if guard is not None:
+        ttl = int(guard.backoff.known_s)
+        response.set_cookie(
+            DEVICE_COOKIE,
+            auth.issue_device_cookie(ctx.secret, user.id, ttl, int(time.time())),
+            max_age=ttl,
+            path="/api/login",
+            httponly=True,
+            samesite="Strict",
+            secure=ctx.settings.site_url.startswith("https:"),
+        )
+    return response
+
+
+def _known_device(request: web.Request, ctx: ServerContext, user: User | None) -> bool:
+    """Whether the client shows a device cookie of ``user`` (it logged in before)."""
+    value = request.cookies.get(DEVICE_COOKIE)
+    if user is None or not value:
+        return False
+    return auth.verify_device_cookie(ctx.secret, value, user.id, int(time.time()))
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -279,6 +320,11 @@ ROUTES = [
         body=Credentials,
         response=Session,
         errors=(400, 401, 413, 415, 429),
+        description="Sets the device cookie `goapp_device` (HttpOnly, path /api/login): a "
+        "client that shows it is exempt from the account's login back-off. 429 "
+        "`rate_limited` past the per-address limit; 429 `login_delayed` (with "
+        "`retry_after`) while the account's back-off holds after failed logins from "
+        "clients it does not know (docs/api.md, Login back-off).",
     ),
     Route(
         "POST",
