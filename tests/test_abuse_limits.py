@@ -210,7 +210,9 @@ async def test_websocket_connections_are_capped_per_address_and_user(
         for ws in [*alice, *guests, other, bob]:
             await ws.close()
         await asyncio.sleep(0.1)
-        assert api.ctx.sockets_per_ip.get("127.0.0.1") == 0
+        assert api.ctx.sockets.get("127.0.0.1") == 0  # every place given back
+        for name in ("alice", "bob"):
+            assert api.ctx.sockets.get(f"user:{api.tokens[name]['user']['id']}") == 0
 
 
 async def test_chat_budget_is_per_user_across_sockets(api: Api) -> None:

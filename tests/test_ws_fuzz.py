@@ -46,9 +46,8 @@ async def env(
 ) -> AsyncIterator[Env]:
     monkeypatch.setattr(gateway, "MSG_RATE", 1e6)
     monkeypatch.setattr(gateway, "MSG_BURST", 1e6)
-    monkeypatch.setattr(gateway, "CHAT_RATE", 1e6)
-    monkeypatch.setattr(gateway, "CHAT_BURST", 1e6)
     ctx = await ServerContext.open(load_settings(env={}, overrides={"data_dir": tmp_path}))
+    ctx.limiter.limits.pop("chat:user")  # no chat budget either
     try:
         a, token = await make_user(ctx, "alice")
         b, _ = await make_user(ctx, "bob")

@@ -54,8 +54,9 @@ class ServerContext:
     revocations: Revocations = field(default_factory=lambda: Revocations(900))
     #: rate limits (HTTP API and chat), in Redis when there is one (see ratelimit.py)
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    #: open WebSocket connections per client address (the ws_max_per_ip cap)
-    sockets_per_ip: SocketCounts = field(default_factory=SocketCounts)
+    #: open WebSocket connections per client address and per user ("user:ID"), for the
+    #: ws_max_per_ip and ws_max_per_user caps
+    sockets: SocketCounts = field(default_factory=SocketCounts)
     #: one creation at a time per user where a cap counts (challenges, bot games)
     user_locks: KeyedLocks = field(default_factory=KeyedLocks)
     #: the fan-out between instances (:class:`LocalBus` with one instance)

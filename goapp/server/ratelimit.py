@@ -421,28 +421,29 @@ def at_cap(held: int, cap: int) -> bool:
 
 
 class SocketCounts:
-    """Open WebSocket connections per client address, on this instance."""
+    """Open WebSocket connections per key (a client address, or ``user:ID``), on this
+    instance."""
 
     def __init__(self) -> None:
         self._open: dict[str, int] = {}
 
-    def get(self, address: str) -> int:
-        return self._open.get(address, 0)
+    def get(self, key: str) -> int:
+        return self._open.get(key, 0)
 
-    def try_open(self, address: str, cap: int) -> bool:
-        """Count one more connection from ``address``, unless it holds ``cap`` already."""
-        held = self._open.get(address, 0)
+    def try_open(self, key: str, cap: int) -> bool:
+        """Count one more connection of ``key``, unless it holds ``cap`` already."""
+        held = self._open.get(key, 0)
         if at_cap(held, cap):
             return False
-        self._open[address] = held + 1
+        self._open[key] = held + 1
         return True
 
-    def closed(self, address: str) -> None:
-        held = self._open.get(address, 0) - 1
+    def closed(self, key: str) -> None:
+        held = self._open.get(key, 0) - 1
         if held > 0:
-            self._open[address] = held
+            self._open[key] = held
         else:
-            self._open.pop(address, None)
+            self._open.pop(key, None)
 
 
 class KeyedLocks:

@@ -155,9 +155,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             return web.json_response(described[1], status=401)
 
     # Caps (settings; counted from the handshake on, so a burst cannot slip past them)
-    settings, counts = ctx.settings, ctx.sockets_per_ip
+    settings, counts = ctx.settings, ctx.sockets
     address = client_ip(request)
-    user_key = None if claims is None else f"user:{claims.sub}"
+    user_key = None if claims is None else f"user:{int(claims.sub)}"
     if user_key is not None and not counts.try_open(user_key, settings.ws_max_per_user):
         return _too_many("user", settings.ws_max_per_user)
     if not counts.try_open(address, settings.ws_max_per_ip):
@@ -168,8 +168,10 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         return await _serve(ctx, request, ws, reader, claims)
     finally:
         counts.closed(address)
-        user_id = reader.conn.user_id if reader.conn is not None else None
-        if user_id is not None:  # from the token, or from an ``auth`` message since
+        # the user the socket counted for: from the token, or from an ``auth`` message since
+        conn = reader.conn
+        user_id = conn.user_id if conn is not None else None if claims is None else int(claims.sub)
+        if user_id is not None:
             counts.closed(f"user:{user_id}")
 
 
@@ -632,7 +634,7 @@ async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
         return
     if conn.user_id is None:  # a guest logs in: the socket counts against the user's cap
         cap = ctx.settings.ws_max_per_user
-        if not ctx.sockets_per_ip.try_open(f"user:{user_id}", cap):
+        if not ctx.sockets.try_open(f"user:{user_id}", cap):
             _error(
                 conn,
                 msg.id,
