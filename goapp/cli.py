@@ -68,11 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine = sub.add_parser("engine", help="KataGo: install it, check it, serve it")
     engine_sub = engine.add_subparsers(dest="engine_command", metavar="ACTION", required=True)
+    from goapp.engine import setup as engine_setup
+
     setup = engine_sub.add_parser(
-        "setup", help="install KataGo (OpenCL build from the katrain wheel on PyPI) into DIR"
+        "setup",
+        help="install KataGo and a model into DEST and tune it (no pip needed)",
+        description="Download KataGo (the OpenCL build in the katrain wheel) and a model from "
+        "the package index (sha256 checked, resumable), unpack them into DEST, and start "
+        "KataGo once so that it tunes OpenCL now rather than at the server's first start. "
+        "Everything KataGo writes stays under DEST. Offline: --wheel and --model. "
+        "See docs/engine.md.",
     )
-    setup.add_argument("--dest", default=".katago", help="install folder (default .katago)")
-    setup.add_argument("--model", help="KataGo model file (.bin.gz) to copy into DIR/models/")
+    engine_setup.add_arguments(setup)
     check = engine_sub.add_parser(
         "check", help="start KataGo, run one query, print its speed (visits/s)"
     )
@@ -256,8 +263,7 @@ def _engine(args: argparse.Namespace) -> int:
     from goapp.engine import setup
 
     if args.engine_command == "setup":
-        argv = ["--dest", args.dest] + (["--model", args.model] if args.model else [])
-        return setup.main(argv)
+        return setup.run(args)
 
     if args.engine_command == "serve":
         from goapp.engine.remote import run_engine_server

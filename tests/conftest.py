@@ -17,8 +17,7 @@ except ImportError:
     from api_support import Api, fast_scrypt, make_api  # type: ignore[no-redef]
     from services import pg_cluster, pg_schema_url, pg_url, redis_url  # type: ignore[no-redef]
 
-from goapp.engine.katago import default_config
-from goapp.engine.setup import KataGoPaths, KataGoSetupError, install_katago
+from goapp.engine.setup import KataGoPaths, KataGoSetupError, install_katago, tune
 from goapp.server.context import ServerContext
 from goapp.settings import load_settings
 from goapp.store import Store, open_store
@@ -82,21 +81,9 @@ def katago() -> KataGoPaths:
             raise KataGoSetupError(f"test model not found: {KATAGO_MODEL}")
         paths = install_katago(KATAGO_CACHE, KATAGO_MODEL)
         assert paths.model is not None
-        # The first start with this model tunes OpenCL into ~/.katago: do it here, once.
-        tune = subprocess.run(
-            [
-                *(str(paths.binary), "analysis", "-config", str(default_config())),
-                *("-model", str(paths.model), "-quit-without-waiting"),
-            ],
-            input=b'{"id":"tune","action":"query_version"}\n',
-            env=paths.env(),
-            capture_output=True,
-            timeout=1500,
-            check=False,
-        )
-        if tune.returncode != 0 or b'"version"' not in tune.stdout:
-            stderr = tune.stderr.decode(errors="replace").strip()[-1500:]
-            raise KataGoSetupError(f"KataGo failed to start (exit {tune.returncode}): {stderr}")
+        # The first start with this model tunes OpenCL into .katago/home (minutes; `make
+        # katago` did it already): the same start the server makes, once.
+        tune(paths)
     except (KataGoSetupError, subprocess.SubprocessError, OSError) as exc:
         if os.environ.get("CI"):
             pytest.fail(f"KataGo is required in CI: {exc}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from goapp.engine.katago import (
 )
 
 if TYPE_CHECKING:
+    from goapp.engine.setup import KataGoPaths
     from goapp.game.state import GameState
     from goapp.settings import Settings
 
@@ -441,41 +443,40 @@ def find_gnugo() -> str | None:
     return found
 
 
-def _katago_paths(
-    settings: Settings, search_cwd: bool = True
-) -> tuple[Path, Path, Path | None, dict[str, str] | None]:
-    """Binary, model, config and environment of the configured KataGo, or
-    :class:`EngineUnavailableError` saying what is missing."""
-    from goapp.engine.setup import find_model, installed_paths
+def _katago_paths(settings: Settings, search_cwd: bool = True) -> KataGoPaths:
+    """The configured KataGo (binary, model, writable home), or
+    :class:`EngineUnavailableError` saying what is missing. A binary of your own
+    (``katago_binary``) writes its tuning and caches under DATA_DIR/katago too."""
+    from goapp.engine.setup import KataGoPaths, find_model, installed_paths
 
-    config = Path(settings.katago_config) if settings.katago_config else None
-    env: dict[str, str] | None = None
     if settings.katago_binary:
         binary = Path(settings.katago_binary)
-        model = Path(settings.katago_model) if settings.katago_model else None
-        if model is None:
-            found = find_model(binary.parent / "models")
-            model = found
+        model = (
+            Path(settings.katago_model)
+            if settings.katago_model
+            else find_model(binary.parent / "models")
+        )
+        paths = KataGoPaths(binary=binary, model=model, home=settings.data_dir / "katago")
     else:
-        paths = None
+        found = None
         homes = [settings.data_dir / "katago"] + ([Path(".katago")] if search_cwd else [])
         for home in homes:
-            paths = installed_paths(home)
-            if paths is not None:
+            found = installed_paths(home)
+            if found is not None:
                 break
-        if paths is None:
+        if found is None:
             raise EngineUnavailableError(
                 "no KataGo: set katago_binary, or run `goapp engine setup --dest "
-                f"{settings.data_dir / 'katago'} --model FILE`"
+                f"{settings.data_dir / 'katago'}`"
             )
-        binary = paths.binary
-        model = Path(settings.katago_model) if settings.katago_model else paths.model
-        env = paths.env()
-    if not binary.exists():
-        raise EngineUnavailableError(f"KataGo binary {binary} not found")
-    if model is None or not model.exists():
-        raise EngineUnavailableError(f"KataGo model {model} not found (set katago_model)")
-    return binary, model, config, env
+        paths = found
+        if settings.katago_model:
+            paths = dataclasses.replace(paths, model=Path(settings.katago_model))
+    if not paths.binary.exists():
+        raise EngineUnavailableError(f"KataGo binary {paths.binary} not found")
+    if paths.model is None or not paths.model.exists():
+        raise EngineUnavailableError(f"KataGo model {paths.model} not found (set katago_model)")
+    return paths
 
 
 def open_engine(
@@ -498,7 +499,7 @@ def open_engine(
         return KataGoBackend(RemoteEngine(settings.engine_url, settings.engine_secret), "remote")
     if mode in ("auto", "katago"):
         try:
-            binary, model, config, env = _katago_paths(settings, search_cwd)
+            paths = _katago_paths(settings, search_cwd)
         except EngineUnavailableError:
             if mode == "katago":
                 raise
@@ -506,7 +507,8 @@ def open_engine(
         else:
             from goapp.engine.katago import KataGoEngine
 
-            return KataGoBackend(KataGoEngine(binary, model, config, env=env, **katago_kwargs))
+            config = settings.katago_config or None
+            return KataGoBackend(KataGoEngine.from_paths(paths, config, **katago_kwargs))
     gnugo = find_gnugo()
     if gnugo is None:
         if mode == "gnugo":

@@ -26,8 +26,10 @@ games, and supervises it:
   process group) and restarted after a backoff (0.5 s doubling up to 30 s, back to 0.5 s once
   a run stayed up ``stable_uptime`` seconds). Queries it was working on are sent again once
   (only the turns still missing), then fail with :class:`EngineCrashedError`.
-* **State** (:attr:`KataGoEngine.state`): ``stopped``, ``starting`` (first start), ``up``,
-  ``degraded`` (crashed, backing off or restarting) for ``/readyz``.
+* **State** (:attr:`KataGoEngine.state`): ``stopped``, ``starting`` (first start),
+  ``tuning`` (not up yet: KataGo's stderr says it is tuning OpenCL for this model, which takes
+  minutes on a first start; ``goapp engine setup`` does it beforehand), ``up``, ``degraded``
+  (crashed, backing off or restarting) for ``/readyz``.
 * **Shutdown** (:meth:`KataGoEngine.close`): stdin is closed (KataGo runs with
   ``-quit-without-waiting``), then SIGTERM, then SIGKILL to the process group within about
   3 s; the child is always reaped, and killed at once when the close is cancelled.
@@ -64,7 +66,7 @@ from goapp.engine.errors import (
     QueryCancelledError,
 )
 from goapp.engine.process import signal_group, stop_process
-from goapp.engine.setup import KataGoPaths
+from goapp.engine.setup import TUNING_LINE, KataGoPaths
 
 __all__ = [
     "PRIORITY_BOT",
@@ -88,7 +90,7 @@ PRIORITY_BOT = 100
 PRIORITY_SCORE = 50
 PRIORITY_REVIEW = 0
 
-EngineState = Literal["stopped", "starting", "up", "degraded"]
+EngineState = Literal["stopped", "starting", "tuning", "up", "degraded"]
 
 _LINE_LIMIT = 64 * 1024 * 1024  # one response line (ownership per move can be large)
 _READY_ID = "_ready"
@@ -355,12 +357,19 @@ class KataGoEngine:
     def from_paths(
         cls, paths: KataGoPaths, config: Path | str | None = None, **kwargs: Any
     ) -> KataGoEngine:
-        """An engine for an installation made by :func:`goapp.engine.setup.install_katago`."""
+        """An engine for an installation made by :func:`goapp.engine.setup.install_katago`:
+        its environment and ``homeDataDir`` keep everything KataGo writes under
+        ``paths.home``."""
         if paths.model is None:
             raise EngineUnavailableError(
                 f"no KataGo model configured (put one in {paths.home}/models or pass --model)"
             )
+        paths.make_dirs()
         kwargs.setdefault("env", paths.env())
+        kwargs["override_config"] = {
+            **paths.config_overrides(),
+            **(kwargs.get("override_config") or {}),
+        }
         return cls(paths.binary, paths.model, config, **kwargs)
 
     # -- public state ----------------------------------------------------------------------
@@ -628,9 +637,12 @@ class KataGoEngine:
                 return
             line = raw.decode("utf-8", "replace").rstrip()
             self.stderr_tail.append(line)
-            if "Tuning" in line and not self._tuning_logged:
-                self._tuning_logged = True
-                log.info("katago: tuning OpenCL for this model (first start; can take minutes)")
+            if not self._ready and TUNING_LINE.search(line):
+                if self._state != "tuning":
+                    self._state = "tuning"  # back to "up" when KataGo answers
+                if not self._tuning_logged:
+                    self._tuning_logged = True
+                    log.info("katago: tuning OpenCL for this model (first start; minutes)")
             log.debug("katago stderr: %s", line)
 
     async def _read_stdout(self, stream: asyncio.StreamReader) -> None:

@@ -347,10 +347,9 @@ def run_engine_server(settings: Any, listen: str, katago_dir: str | None = None)
             paths = installed_paths(Path(katago_dir))
             if paths is None or paths.model is None:
                 raise E.EngineUnavailableError(f"no KataGo binary and model in {katago_dir}")
-            engine = KataGoEngine.from_paths(paths, settings.katago_config or None)
         else:
-            binary, model, config, env = _katago_paths(settings)
-            engine = KataGoEngine(binary, model, config, env=env)
+            paths = _katago_paths(settings)
+        engine = KataGoEngine.from_paths(paths, settings.katago_config or None)
     except E.EngineError as exc:
         print(f"goapp: {exc}", file=sys.stderr)
         return 1

@@ -43,8 +43,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """200 when the database answers, 503 with the reason when it does not. ``engine``
-    (``up``, ``starting``, ``degraded``, ``absent``) is reported but never makes the server
-    unready: games between people go on without it.
+    (``up``, ``starting``, ``tuning``, ``degraded``, ``absent``) is reported but never makes
+    the server unready: games between people go on without it.
 
     ``checks["bus"]`` is ``ok`` (Redis connected), ``absent`` (one instance, no Redis) or
     ``degraded: REASON``. A degraded bus keeps the status 200: the instance still serves its

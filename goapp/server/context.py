@@ -126,12 +126,13 @@ class ServerContext:
 
     @property
     def engine_state(self) -> str:
-        """For /readyz: ``up``, ``starting``, ``degraded`` (crashed, restarting, unreachable)
-        or ``absent`` (none configured)."""
+        """For /readyz: ``up``, ``starting``, ``tuning`` (KataGo's first start tunes OpenCL
+        for minutes; bot moves wait), ``degraded`` (crashed, restarting, unreachable) or
+        ``absent`` (none configured)."""
         if self.engine is None:
             return "absent"
         state = self.engine.state
-        return state if state in ("up", "starting") else "degraded"
+        return state if state in ("up", "starting", "tuning") else "degraded"
 
     async def start_engine(self, engine: GameEngine | None) -> None:
         """Use ``engine``: start it in the background (never waits for KataGo to load),
