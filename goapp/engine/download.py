@@ -54,6 +54,10 @@ class DownloadError(RuntimeError):
     """The file could not be found, fetched or verified; the message says what to do."""
 
 
+class NetworkError(DownloadError):
+    """The index or the file's host could not be reached at all."""
+
+
 @dataclass(frozen=True)
 class WheelLink:
     """A wheel on an index: its file name, absolute URL, published sha256 and size."""
@@ -101,9 +105,9 @@ def _open(url: str, headers: dict[str, str], timeout: float = _TIMEOUT) -> http.
     except urllib.error.HTTPError:
         raise
     except urllib.error.URLError as exc:
-        raise DownloadError(f"cannot reach {host}: {_reason(exc.reason)}") from exc
+        raise NetworkError(f"cannot reach {host}: {_reason(exc.reason)}") from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise DownloadError(f"cannot reach {host}: {_reason(exc)}") from exc
+        raise NetworkError(f"cannot reach {host}: {_reason(exc)}") from exc
 
 
 def _reason(exc: object) -> str:
@@ -328,9 +332,7 @@ def _fetch_into(link: WheelLink, part: Path, shown: Progress | None) -> int:
     except DownloadError as exc:
         if have:  # the network went away in the middle: keep the .part for a rerun
             raise _Interrupted(str(exc)) from exc
-        raise DownloadError(
-            f"{exc}. Without network, fetch {link.filename} elsewhere and pass it with --wheel"
-        ) from exc
+        raise
     with response:
         if have and response.status != 206:
             have = 0  # the server ignored Range: start over

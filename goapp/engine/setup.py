@@ -56,7 +56,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from goapp.engine.download import DownloadError, Progress, ProgressFactory, fetch_wheel
+from goapp.engine.download import (
+    DownloadError,
+    NetworkError,
+    Progress,
+    ProgressFactory,
+    fetch_wheel,
+)
 
 KATRAIN_VERSION = "1.20.0"
 WHEEL_MEMBER = "katrain/KataGo/katago"
@@ -221,9 +227,16 @@ def install_katago(
     try:
         if not binary.is_file():
             if wheel is None:
-                wheel = fetch_wheel(
-                    "katrain", KATRAIN_VERSION, dest_dir / DOWNLOADS, index=index, progress=progress
-                )
+                try:
+                    wheel = fetch_wheel(
+                        "katrain", KATRAIN_VERSION, dest_dir / DOWNLOADS, index=index,
+                        progress=progress,
+                    )  # fmt: skip
+                except NetworkError as exc:
+                    raise NetworkError(
+                        f"{exc}; without network, pass katrain-{KATRAIN_VERSION}-py3-none-any.whl "
+                        "(downloaded elsewhere) with --wheel FILE"
+                    ) from exc
             _unpack(dest_dir, Path(wheel))
         wrapper = dest_dir / "katago"
         if not wrapper.is_file() or wrapper.read_text() != _WRAPPER:
@@ -241,7 +254,12 @@ def install_katago(
         else:
             chosen = find_model(models_dir)
             if chosen is None and fetch_model:
-                chosen = _fetch_default_model(dest_dir, index, progress)
+                try:
+                    chosen = _fetch_default_model(dest_dir, index, progress)
+                except NetworkError as exc:
+                    raise NetworkError(
+                        f"{exc}; without network, pass a model file with --model FILE"
+                    ) from exc
     except DownloadError as exc:
         raise KataGoSetupError(str(exc)) from exc
     except OSError as exc:
