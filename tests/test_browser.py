@@ -85,16 +85,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def engine_server(tmp_path_factory: pytest.TempPathFactory, katago: KataGoPaths) -> Iterator[str]:
-    """The same with the real KataGo (the small test model): bots and reviews work."""
-    assert katago.model is not None
+    """The same with the real KataGo (the small test model, already tuned): bots and reviews
+    work. DATA_DIR/katago is the tests' installation, where `goapp engine setup` puts it."""
+    assert katago.model is not None and katago.home is not None
+    extra = {"GOAPP_ENGINE": "katago", "GOAPP_KATAGO_MODEL": str(katago.model)}
+    yield from _serve(tmp_path_factory, katago_home=katago.home, **extra)
+
+
+@pytest.fixture(scope="module")
+def untuned_engine_server(
+    tmp_path_factory: pytest.TempPathFactory, katago: KataGoPaths
+) -> Iterator[str]:
+    """KataGo never tuned on this server (its own binary: DATA_DIR/katago/home is empty),
+    so its first start tunes OpenCL for minutes; the module ends before it is done."""
+    assert katago.model is not None and katago.home is not None
     extra = {
         "GOAPP_ENGINE": "katago",
-        "GOAPP_KATAGO_BINARY": str(katago.binary),
+        "GOAPP_KATAGO_BINARY": str(katago.home / "katago"),  # the wrapper sets its libraries
         "GOAPP_KATAGO_MODEL": str(katago.model),
     }
-    ld = katago.env().get("LD_LIBRARY_PATH")
-    if ld:
-        extra["LD_LIBRARY_PATH"] = ld
     yield from _serve(tmp_path_factory, **extra)
 
 
@@ -104,8 +113,12 @@ def short_token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     yield from _serve(tmp_path_factory, GOAPP_ACCESS_TOKEN_TTL="8")
 
 
-def _serve(tmp_path_factory: pytest.TempPathFactory, **extra_env: str) -> Iterator[str]:
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, katago_home: Path | None = None, **extra_env: str
+) -> Iterator[str]:
     data = tmp_path_factory.mktemp("goapp-browser")
+    if katago_home is not None:
+        (data / "katago").symlink_to(katago_home)
     port = _free_port()
     env = {
         **os.environ,
@@ -952,3 +965,28 @@ def test_another_site_cannot_frame_the_app(server: str, browser: Browser) -> Non
         context.close()
         framer.shutdown()
         framer.server_close()
+
+
+def test_the_ai_warming_up_is_shown(untuned_engine_server: str, browser: Browser) -> None:
+    """While KataGo tunes itself (first start), the lobby and the bot game say that the AI is
+    warming up instead of waiting silently."""
+    server = untuned_engine_server
+    _post(server, "/api/register", {"name": "ines", "password": PASSWORD})
+    ines = _logged_in(browser, server, "ines")
+    page = ines.page
+    try:
+        deadline = time.monotonic() + 300
+        while _get(server, "/readyz")["engine"] != "tuning":
+            assert time.monotonic() < deadline, "the engine never reported tuning"
+            time.sleep(0.5)
+        ines.goto("/")
+        expect(page.locator("#bot-warming")).to_be_visible()
+        page.click("label.seg:has(#ch-size-9)")
+        page.select_option("#ch-color", "white")  # the computer moves first
+        page.select_option("#ch-time", "none")
+        page.select_option("#ch-bot", "beginner")
+        page.click("#ch-submit")
+        page.wait_for_url("**/game/*")
+        expect(page.locator("#status")).to_contain_text("The AI is warming up", timeout=15_000)
+    finally:
+        ines.close()

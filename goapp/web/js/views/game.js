@@ -331,6 +331,7 @@ export function gameView(main, { id }) {
     if (g.phase === "finished") text = "Game over";
     else if (g.phase === "aborted") text = "The game was aborted";
     else if (scoring) text = "Counting: mark dead stones, then accept";
+    else if (me && g.toMove !== me && botToMove()) text = botWaitText();
     else if (me) text = g.toMove === me ? (g.pending && !g.busy ? "Tap again or confirm to play" : "Your move") : "Waiting for your opponent…";
     else text = `${g.toMove === "black" ? "Black" : "White"} to play`;
     clear(status, h("span.status-text", null, text), h("span.move-no", null, moveNo ? `Move ${moveNo}` : "No moves yet"));
@@ -488,10 +489,33 @@ export function gameView(main, { id }) {
   }
   const clockTimer = setInterval(() => { tickClocks(); tickBanners(); }, 100);
 
+  // -- the computer's turn: say when the AI is warming up (KataGo tunes itself on its first
+  // start, for minutes) or down, instead of waiting silently (GET /api/bots: state)
+  function botToMove() {
+    const p = g.players[g.toMove];
+    return g.phase === "playing" && !!(p && p.bot);
+  }
+  function botWaitText() {
+    if (g.engineState === "tuning" || g.engineState === "starting") {
+      return "The AI is warming up (on its first start it tunes itself for this machine, which takes a few minutes); it will reply as soon as it is ready…";
+    }
+    if (g.engineState === "degraded") return "The AI is restarting; it will reply once it is back…";
+    return "The computer is thinking…";
+  }
+  async function pollEngine() {
+    if (!botToMove()) return;
+    try {
+      const r = await api("GET", "/api/bots", undefined, { auth: false });
+      if (r && r.state !== g.engineState) { g.engineState = r.state; render(); }
+    } catch { /* the next poll tries again */ }
+  }
+  const engineTimer = setInterval(pollEngine, 3000);
+
   // -- wiring -----------------------------------------------------------------------------------
   seen(id); // a "your move" notification of this game is answered by opening it
   disposers.push(onSettings(() => render()));
   reload().then(() => {
+    pollEngine();
     disposers.push(socket.subscribe(id, (m) => {
       if (m.type === "state") {
         if (m.seq >= g.seq) { applyView(m.view); }
@@ -512,6 +536,7 @@ export function gameView(main, { id }) {
     for (const d of disposers) d();
     chat.dispose();
     clearInterval(clockTimer);
+    clearInterval(engineTimer);
     document.removeEventListener("keydown", onKey);
   };
 }

@@ -90,11 +90,15 @@ export function lobbyView(main) {
     updateKomi();
     // Against the computer, when the server has an engine (GET /api/bots).
     const bot = h("select#ch-bot", { name: "bot" }, h("option", { value: "" }, "A person"));
-    const botRow = h("div#bot-row", { hidden: true }, h("label", { for: "ch-bot" }, "Play against"), bot);
+    // KataGo's first start tunes it for this machine (minutes): say so rather than wait silently.
+    const warming = h("p.hint#bot-warming", { hidden: true },
+      "The AI is warming up: it tunes itself for this machine on its first start (a few minutes). You can start a game now; it replies once it is ready.");
+    const botRow = h("div#bot-row", { hidden: true }, h("label", { for: "ch-bot" }, "Play against"), bot, warming);
     api("GET", "/api/bots", undefined, { auth: false }).then((r) => {
       if (!r || r.engine === "none") return;
       for (const lv of r.levels) bot.append(h("option", { value: lv.name, title: lv.description }, `Computer: ${lv.name}`));
       botRow.hidden = false;
+      warming.hidden = !(r.state === "tuning" || r.state === "starting");
     }).catch(() => {});
     bot.addEventListener("change", () => {
       opponentInput.disabled = !!bot.value;
