@@ -1,7 +1,7 @@
 # goapp — one command to run, one to test. Both set everything up from nothing and are
 # safe to re-run.
 #
-#   make serve   install, build, run the server on SQLite in ./data, print the URL
+#   make serve   install, build, get an AI opponent, run the server on SQLite in ./data
 #   make test    install, build, lint, type-check, start what the tests need, run every test
 #   make bench   benchmarks (pytest-benchmark); figures go in benches/README.md
 #   make loadtest  the one-instance load regression (1,000 clients, 200 moves/s, p99 < 20 ms)
@@ -22,10 +22,36 @@ KATAGO_DIR   ?= .katago
 KATAGO_MODEL ?= ../shared/katago/g170-b6c96-s175395328-d26788732.bin.gz
 PYTEST_ARGS ?=
 
-.PHONY: serve test build install system-deps katago lint typecheck pytest bench loadtest binary clean
+.PHONY: serve ai test build install system-deps katago lint typecheck pytest bench loadtest binary clean
 
-serve: build
+serve: build ai
 	$(BIN)/goapp serve $(SERVE_ARGS)
+
+# An AI opponent for `make serve`, once (a second run only checks): GNU Go and OpenCL from
+# apt when root or passwordless sudo can install them, and KataGo with its default model in
+# ./data/katago from the package index (not tuned here: the server tunes it on its first start
+# and the browser says the AI is warming up meanwhile). `make serve SERVE_AI=gnugo` skips
+# KataGo, SERVE_AI=none skips both. Whatever cannot be had is said in one line.
+SERVE_AI ?= katago
+SERVE_DATA ?= data
+ai: $(STAMP)
+	@[ "$(SERVE_AI)" != none ] || exit 0; \
+	if ! command -v gnugo >/dev/null && [ ! -x /usr/games/gnugo ]; then \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo -n"; \
+	  if $$SUDO true 2>/dev/null; then \
+	    echo "installing GNU Go and OpenCL (apt) for the AI opponent"; \
+	    $$SUDO apt-get update -qq >/dev/null 2>&1; \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	      gnugo ocl-icd-libopencl1 pocl-opencl-icd >/dev/null 2>&1 \
+	      || echo "note: apt-get could not install gnugo ocl-icd-libopencl1 pocl-opencl-icd"; \
+	  else \
+	    echo "note: no root: for an AI opponent run sudo apt-get install gnugo ocl-icd-libopencl1 pocl-opencl-icd"; \
+	  fi; \
+	fi; \
+	[ "$(SERVE_AI)" = katago ] || exit 0; \
+	[ -x $(SERVE_DATA)/katago/squashfs-root/usr/bin/katago ] || [ -x $(KATAGO_DIR)/squashfs-root/usr/bin/katago ] && exit 0; \
+	$(BIN)/goapp engine setup --dest $(SERVE_DATA)/katago --no-tune >/dev/null \
+	  || echo "note: no KataGo (see above); the server uses GNU Go if it is installed. Later: $(BIN)/goapp engine setup --dest $(SERVE_DATA)/katago"
 
 test: build system-deps katago lint typecheck pytest
 
@@ -56,9 +82,10 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Installs KataGo into $(KATAGO_DIR) with the model; skips what is already there.
+# Installs KataGo into $(KATAGO_DIR) with the test model and tunes it (minutes, once; the
+# tuning lives in $(KATAGO_DIR)/home); skips what is already there.
 katago: $(STAMP) system-deps
-	$(BIN)/python -m goapp.engine.setup --dest $(KATAGO_DIR) --model $(KATAGO_MODEL)
+	$(BIN)/goapp engine setup --dest $(KATAGO_DIR) --model $(KATAGO_MODEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check goapp tests benches

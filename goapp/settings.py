@@ -171,7 +171,8 @@ class Settings:
     katago_binary: str = setting(
         "",
         "KataGo binary. Empty: the installation made by `goapp engine setup` in "
-        "DATA_DIR/katago, else in ./.katago.",
+        "DATA_DIR/katago, else in ./.katago. Either way KataGo's OpenCL tuning and driver "
+        "caches go under DATA_DIR/katago (or the installation's folder), never under $HOME.",
     )
     katago_model: str = setting(
         "",
