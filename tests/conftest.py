@@ -17,7 +17,15 @@ except ImportError:
     from api_support import Api, fast_scrypt, make_api  # type: ignore[no-redef]
     from services import pg_cluster, pg_schema_url, pg_url, redis_url  # type: ignore[no-redef]
 
-from goapp.engine.setup import KataGoPaths, KataGoSetupError, install_katago, tune
+from goapp.engine.download import DownloadError, fetch_wheel
+from goapp.engine.setup import (
+    DOWNLOADS,
+    KATRAIN_VERSION,
+    KataGoPaths,
+    KataGoSetupError,
+    install_katago,
+    tune,
+)
 from goapp.server.context import ServerContext
 from goapp.settings import load_settings
 from goapp.store import Store, open_store
@@ -71,6 +79,16 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 REPO = Path(__file__).resolve().parents[1]
 KATAGO_MODEL = REPO.parent / "shared" / "katago" / "g170-b6c96-s175395328-d26788732.bin.gz"
 KATAGO_CACHE = REPO / ".katago"
+
+
+@pytest.fixture(scope="session")
+def katrain_wheel() -> Path:
+    """The real katrain wheel (KataGo's binary), fetched from the package index once into
+    .katago/downloads (where `make katago` puts it)."""
+    try:
+        return fetch_wheel("katrain", KATRAIN_VERSION, KATAGO_CACHE / DOWNLOADS, progress=None)
+    except DownloadError as exc:
+        pytest.fail(f"the package index is needed (as for `make katago`): {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -374,3 +374,44 @@ def test_serve_and_backup_run_under_their_units_syscall_filter(
     assert server.stop() == 0
     server.messages("STOPPING=1")
     assert list((workdir / "tmp").iterdir()) == []
+
+
+def test_engine_setup_from_the_binary(workdir: Path, katrain_wheel: Path) -> None:
+    """`goapp engine setup` runs from the binary (it used to call `sys.executable -m pip`,
+    which is goapp itself there): offline with --wheel/--model, and online over HTTPS with an
+    empty environment (no SSL_CERT_FILE: the frozen OpenSSL must find the system's CA
+    bundle), completing a download an earlier run left half done (only its end travels)."""
+    from conftest import KATAGO_MODEL
+
+    goapp = str(workdir / "goapp")
+    env = clean_env(TMPDIR=str(workdir / "tmp"))
+    shown = subprocess.run(
+        [*env, goapp, "engine", "setup", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    for option in ("--dest", "--model", "--wheel", "--index-url", "--no-tune"):
+        assert option in shown.stdout
+
+    def setup(dest: Path, *args: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [*env, goapp, "engine", "setup", "--dest", str(dest), "--no-tune", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        paths: dict[str, Any] = json.loads(proc.stdout)
+        assert Path(paths["binary"]).is_file() and Path(paths["model"]).is_file()
+        return paths
+
+    model = ("--model", str(KATAGO_MODEL))
+    setup(workdir / "offline", *model, "--wheel", str(katrain_wheel))
+
+    online = workdir / "online" / "downloads"
+    online.mkdir(parents=True)
+    data = katrain_wheel.read_bytes()
+    (online / (katrain_wheel.name + ".part")).write_bytes(data[: len(data) - 65536])
+    index = os.environ.get("PIP_INDEX_URL")  # the same index `make katago` used
+    setup(workdir / "online", *model, *(["--index-url", index] if index else []))
+    assert (online / katrain_wheel.name).read_bytes() == data
+    assert not (online / (katrain_wheel.name + ".part")).exists()

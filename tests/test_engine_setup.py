@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import KATAGO_CACHE, KATAGO_MODEL
+from conftest import KATAGO_MODEL
 from services import free_port
 
 from goapp.engine.download import (
     DownloadError,
     WheelLink,
     download,
-    fetch_wheel,
     find_wheel,
     index_url,
 )
@@ -155,15 +154,6 @@ def index() -> Iterator[Index]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="session")
-def katrain_wheel() -> Path:
-    """The real katrain wheel, from the public index once (cached in .katago/downloads)."""
-    try:
-        return fetch_wheel("katrain", KATRAIN_VERSION, KATAGO_CACHE / DOWNLOADS, progress=None)
-    except DownloadError as exc:
-        pytest.fail(f"the package index is needed (as for `make katago`): {exc}")
 
 
 @pytest.fixture(scope="session")
