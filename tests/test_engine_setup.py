@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import KATAGO_MODEL
-from services import free_port
+from services import free_port, unavailable
 
 from goapp.engine.download import (
     DownloadError,
@@ -255,6 +256,28 @@ def test_download_resumes_after_a_cut_connection(
     # already there with the right hash: no request at all
     index.requests.clear()
     assert download(link, tmp_path / "b", progress=None) == got and not index.requests
+
+
+def test_a_full_disk_is_said_and_the_part_is_kept(
+    index: Index, model_wheel: Path, tmp_path: Path
+) -> None:
+    """A real full disk: a 1 MiB tmpfs (needs root, as `make test` runs)."""
+    if os.geteuid() != 0:
+        unavailable("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        serve(index, model_wheel)
+        link = find_wheel("katrain", DEFAULT_MODEL.version, index.url)
+        with pytest.raises(DownloadError, match="disk full") as caught:
+            download(link, small / "downloads", progress=None)
+        assert "\n" not in str(caught.value) and "resumes" in str(caught.value)
+        part = small / "downloads" / (link.filename + ".part")
+        assert 0 < part.stat().st_size < len(index.file(link.filename).data)
+        assert not (small / "downloads" / link.filename).exists()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 def test_no_network_says_so_in_one_line(tmp_path: Path) -> None:
