@@ -216,6 +216,40 @@ async def test_malformed_output_is_ignored(tmp_path: Path) -> None:
             await engine.close()
 
 
+SLOW_TUNER = """\
+import json, sys, time
+sys.stderr.write("Beginning GPU tuning for fake device\\n")
+for i in range(12):
+    time.sleep(0.25)
+    sys.stderr.write(f"Tuning {i}/12 Calls/sec 1.0\\n")
+    sys.stderr.flush()
+for line in sys.stdin:
+    q = json.loads(line)
+    sys.stdout.write(json.dumps({**q, "version": "0.0-tuned"}) + "\\n")
+    sys.stdout.flush()
+"""
+
+
+async def test_a_tune_longer_than_startup_timeout_is_not_killed(tmp_path: Path) -> None:
+    """KataGo saves its tuning only at the end: a tune that outlasts startup_timeout but keeps
+    reporting progress is left to finish (a fake engine: a real tune takes minutes); the
+    state says `tuning` meanwhile."""
+    script = tmp_path / "slow-tuner"
+    script.write_text(f"#!{sys.executable}\n" + SLOW_TUNER)
+    script.chmod(0o755)
+    engine = KataGoEngine(script, tmp_path / "m.bin.gz", startup_timeout=1.0)
+    async with asyncio.timeout(BODY):
+        await engine.start(wait=False)
+        try:
+            while engine.state != "tuning":
+                await asyncio.sleep(0.05)
+            await engine.wait_up(30)
+            assert engine.version == "0.0-tuned" and engine.state == "up"
+            assert engine.crashes == 0 and engine.restarts == 0
+        finally:
+            await engine.close()
+
+
 async def test_fake_engine_answers_after_garbage(tmp_path: Path) -> None:
     script = tmp_path / "fake-katago"
     # Same fake, without the unreadable final result: answers follow the garbage lines.

@@ -349,6 +349,7 @@ class KataGoEngine:
         self._seq = itertools.count()
         self._ids = itertools.count(1)
         self._last_output = 0.0
+        self._last_stderr = 0.0
         self._consecutive_failures = 0
         self._tuning_logged = False
         self._kill_reason: str | None = None
@@ -612,7 +613,10 @@ class KataGoEngine:
             await asyncio.sleep(min(self.watchdog_interval, 1.0))
             now = time.monotonic()
             if not self._ready:
-                if now - spawned > self.startup_timeout:
+                # Tuning a big net on a CPU can outlast startup_timeout; KataGo saves its
+                # tuning only at the end, so while it still reports progress, let it finish.
+                since = self._last_stderr if self._state == "tuning" else spawned
+                if now - max(since, spawned) > self.startup_timeout:
                     log.error("katago: not ready after %.0f s; killing it", self.startup_timeout)
                     self.kill(f"not ready after {self.startup_timeout:.0f} s")
                     return
@@ -636,6 +640,7 @@ class KataGoEngine:
             if not raw:
                 return
             line = raw.decode("utf-8", "replace").rstrip()
+            self._last_stderr = time.monotonic()
             self.stderr_tail.append(line)
             if not self._ready and TUNING_LINE.search(line):
                 if self._state != "tuning":
