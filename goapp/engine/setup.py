@@ -306,19 +306,24 @@ def katago_version(paths: KataGoPaths) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KataGoSetupError(f"cannot run {paths.binary}: {exc}") from exc
     if proc.returncode != 0:
+        if "libOpenCL" in proc.stderr:
+            raise KataGoSetupError(
+                "KataGo cannot start: libOpenCL.so.1 is missing; install an OpenCL loader and "
+                "driver (Debian/Ubuntu: apt-get install " + " ".join(DEBIAN_PACKAGES) + ")"
+            )
         raise KataGoSetupError(
-            f"{paths.binary} version failed (exit {proc.returncode}): "
-            f"{proc.stderr.strip()[-2000:]}{_opencl_hint(proc.stderr)}"
+            f"{paths.binary} version failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
         )
     return proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
 
 
 def _opencl_hint(stderr: str) -> str:
-    if "libOpenCL" not in stderr:
+    if "platform" not in stderr.lower() and "libOpenCL" not in stderr:
         return ""
     return (
-        "\nThe OpenCL build of KataGo needs libOpenCL.so.1 and an OpenCL driver; on "
-        "Debian/Ubuntu: apt-get install " + " ".join(DEBIAN_PACKAGES)
+        "; KataGo needs an OpenCL driver (Debian/Ubuntu without a GPU: apt-get install "
+        + " ".join(DEBIAN_PACKAGES)
+        + ")"
     )
 
 
@@ -394,7 +399,7 @@ def tune(
     if elapsed >= timeout:
         raise KataGoSetupError(f"KataGo did not finish tuning in {timeout:.0f} s")
     if rc != 0 or '"version"' not in answer:
-        text = "\n".join(tail)
+        text = " | ".join(list(tail)[-5:])
         raise KataGoSetupError(
             f"KataGo failed to start (exit {rc}): {text[-1500:]}{_opencl_hint(text)}"
         )
