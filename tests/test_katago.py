@@ -11,6 +11,7 @@ timeout. Only the malformed-output tests use a fake engine (a Python script).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -289,6 +290,16 @@ def test_install_is_idempotent(katago: KataGoPaths, monkeypatch: pytest.MonkeyPa
     assert wrapper.returncode == 0 and "KataGo v1.18" in wrapper.stdout
     with pytest.raises(KataGoSetupError, match="not found"):
         install_katago(CACHE, CACHE / "no-such-model.bin.gz")
+
+
+def test_tune_reports_a_failed_first_start_in_one_line(katago: KataGoPaths, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.bin.gz"
+    bad.write_bytes(b"not a model")
+    paths = dataclasses.replace(katago, model=bad, home=tmp_path / "k")
+    with pytest.raises(KataGoSetupError, match="KataGo failed to start") as caught:
+        katago_setup.tune(paths)
+    assert "\n" not in str(caught.value)
+    assert (tmp_path / "k" / "home").is_dir()  # the layout is made before KataGo runs
 
 
 # -- with KataGo -----------------------------------------------------------------------------
