@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install goapp on a Debian/Ubuntu machine: the binary, its user and directories, its
-# settings and token secret, the systemd units (server + daily backup) and the Nginx site.
+# settings and token secret, KataGo (the AI opponent and reviews), the systemd units
+# (server + daily backup) and the Nginx site.
 # Safe to run again: it keeps goapp.toml (but for site_url, when --site-url is given), the
 # secret, the certificate and the data, and restarts goapp on the new binary (the previous
 # one stays as goapp.prev for --rollback).
@@ -18,6 +19,15 @@
 #                     /etc/goapp/tls/; replace it with a real one (Let's Encrypt: see
 #                     docs/deployment.md) and run the script again with --cert/--key.
 #   --no-nginx        do not install the Nginx site
+#   --http-port N     Nginx's plain-HTTP port, which only redirects to HTTPS (default 80)
+#   --https-port N    Nginx's HTTPS port (default 443; put it in --site-url too)
+#   --no-engine       do not install KataGo (goapp then plays with GNU Go when it is
+#                     installed, else offers no computer opponent)
+#   --engine-wheel FILE  the katrain wheel that carries KataGo, for a machine without
+#                     network; --engine-model FILE a KataGo model (.bin.gz). Both are handed
+#                     to `goapp engine setup`, which installs KataGo into
+#                     /var/lib/goapp/katago as the goapp user (with Debian's OpenCL packages
+#                     ocl-icd-libopencl1 and pocl-opencl-icd)
 #   --no-start        install files, the user and ownership, but neither enable, start
 #                     nor reload anything (prints what it would run)
 #   --rollback        swap /usr/local/bin/goapp and goapp.prev, restart goapp
@@ -39,6 +49,11 @@ site_url=""
 cert=""
 key=""
 nginx=1
+http_port=80
+https_port=443
+engine=1
+engine_wheel=""
+engine_model=""
 start=1
 action=install
 purge=0
@@ -60,6 +75,11 @@ while [ $# -gt 0 ]; do
         --cert) cert="${2:?--cert needs a file}"; shift 2 ;;
         --key) key="${2:?--key needs a file}"; shift 2 ;;
         --no-nginx) nginx=0; shift ;;
+        --http-port) http_port="${2:?--http-port needs a number}"; shift 2 ;;
+        --https-port) https_port="${2:?--https-port needs a number}"; shift 2 ;;
+        --no-engine) engine=0; shift ;;
+        --engine-wheel) engine_wheel="${2:?--engine-wheel needs a file}"; shift 2 ;;
+        --engine-model) engine_model="${2:?--engine-model needs a file}"; shift 2 ;;
         --no-start) start=0; shift ;;
         --rollback) action=rollback; shift ;;
         --uninstall) action=uninstall; shift ;;
@@ -68,6 +88,9 @@ while [ $# -gt 0 ]; do
         *) echo "install.sh: unknown option $1" >&2; usage 2 >&2 ;;
     esac
 done
+
+# What the OpenCL build of KataGo needs: the loader, and PoCL, the OpenCL driver for CPUs.
+ENGINE_DEBS="ocl-icd-libopencl1 pocl-opencl-icd"
 
 BIN="$DESTDIR/usr/local/bin"
 ETC="$DESTDIR/etc/goapp"
@@ -117,6 +140,39 @@ random_hex() {
     fi
 }
 
+# The site URL goes into sed expressions, goapp.toml and the Nginx site: accept only
+# http(s)://HOST[:PORT], HOST made of DNS labels (letters, digits, hyphens) separated by
+# dots, so that no character can break out of any of them.
+check_site_url() {
+    local url="$1" label='[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+    local re="^https?://$label(\\.$label)*(:[0-9]{1,5})?$"
+    case "$url" in
+        http://* | https://*) ;;
+        *) die "--site-url must start with https:// (or http://): '$url'" ;;
+    esac
+    if ! [[ "$url" =~ $re ]]; then
+        die "--site-url must be http(s)://HOST[:PORT] with a host of letters, digits, dots" \
+            "and hyphens, and nothing after it (no path, query, user or spaces): '$url'"
+    fi
+    local port="${url##*:}"
+    if [[ "$port" =~ ^[0-9]+$ ]] && { [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; }; then
+        die "--site-url: port $port is not between 1 and 65535"
+    fi
+}
+
+check_port() {
+    if ! [[ "$2" =~ ^[0-9]{1,5}$ ]] || [ "$2" -lt 1 ] || [ "$2" -gt 65535 ]; then
+        die "$1 must be a port number (1-65535): '$2'"
+    fi
+}
+
+# A key = integer of goapp.toml (the default when it is not set).
+toml_int() {
+    local value
+    value="$(sed -n "s/^$1 *= *\([0-9][0-9]*\) *\(#.*\)\{0,1\}$/\1/p" "$ETC/goapp.toml" | head -n 1)"
+    echo "${value:-$2}"
+}
+
 require_root() {
     if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
         die "run as root (sudo), or set DESTDIR to install into a folder"
@@ -138,26 +194,37 @@ install_all() {
     if [ -z "$site_url" ]; then
         site_url="https://$(hostname -f 2>/dev/null || hostname)"
     fi
-    case "$site_url" in
-        http://* | https://*) ;;
-        *) die "--site-url must start with https:// (or http://)" ;;
-    esac
     site_url="${site_url%/}"
+    check_site_url "$site_url"
     local host="${site_url#*://}"
-    host="${host%%/*}"
     host="${host%%:*}"
     if { [ -n "$cert" ] && [ -z "$key" ]; } || { [ -z "$cert" ] && [ -n "$key" ]; }; then
         die "--cert and --key go together"
     fi
+    check_port --http-port "$http_port"
+    check_port --https-port "$https_port"
+    local f
+    for f in "$engine_wheel" "$engine_model"; do
+        if [ -n "$f" ] && [ ! -f "$f" ]; then die "no such file: $f"; fi
+    done
 
-    # Packages: Nginx (the site) and OpenSSL (secret, self-signed certificate).
+    # Packages: Nginx (the site), OpenSSL (secret, self-signed certificate), and the OpenCL
+    # loader and CPU driver the KataGo build of `goapp engine setup` runs on.
     if [ -z "$DESTDIR" ]; then
         local missing=""
         if [ "$nginx" = 1 ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
             missing="$missing nginx"
         fi
         command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+        if [ "$engine" = 1 ]; then
+            local pkg
+            for pkg in $ENGINE_DEBS; do
+                dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" ||
+                    missing="$missing $pkg"
+            done
+        fi
         if [ -n "$missing" ]; then
+            system apt-get update -qq
             # shellcheck disable=SC2086 # word splitting wanted
             system env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
         fi
@@ -211,6 +278,10 @@ EOF
         echo "set site_url = \"$site_url\" in /etc/goapp/goapp.toml"
     fi
     system chown root:goapp /etc/goapp/goapp.toml
+    if [ "$engine" = 1 ]; then
+        install_engine
+    fi
+
     if [ ! -s "$ETC/jwt_secret" ]; then
         (umask 077 && random_hex >"$ETC/jwt_secret")
         echo "generated /etc/goapp/jwt_secret"
@@ -242,6 +313,35 @@ EOF
     echo "goapp is installed: $site_url (systemctl status goapp; journalctl -u goapp)"
 }
 
+# KataGo with a model, by the binary's `goapp engine setup`, run as the goapp user into the
+# service's state directory, where the unit lets it write: KataGo's home, caches and
+# OpenCL tuning all stay under /var/lib/goapp/katago (see systemd/goapp.service).
+install_engine() {
+    local dest=/var/lib/goapp/katago incoming=/var/lib/goapp/katago/incoming
+    local args=(--dest "$dest")
+    mkdir -p "$STATE/katago"
+    chmod 0750 "$STATE/katago"
+    system chown goapp:goapp "$dest"
+    # The files given may be unreadable for goapp (in root's home): it gets copies.
+    if [ -n "$engine_wheel" ] || [ -n "$engine_model" ]; then
+        mkdir -p "$DESTDIR$incoming"
+        if [ -n "$engine_wheel" ]; then
+            cp "$engine_wheel" "$DESTDIR$incoming/"
+            args+=(--wheel "$incoming/$(basename "$engine_wheel")")
+        fi
+        if [ -n "$engine_model" ]; then
+            cp "$engine_model" "$DESTDIR$incoming/"
+            args+=(--model "$incoming/$(basename "$engine_model")")
+        fi
+        system chown -R goapp:goapp "$incoming"
+    fi
+    if ! system runuser -u goapp -- env TMPDIR=/tmp /usr/local/bin/goapp engine setup "${args[@]}"; then
+        die "KataGo could not be installed (see above). Without network, pass" \
+            "--engine-wheel and --engine-model; or skip it with --no-engine"
+    fi
+    rm -rf -- "$DESTDIR$incoming"
+}
+
 install_nginx() {
     local host="$1" cert_path key_path tmp
     if [ -n "$cert" ]; then
@@ -263,10 +363,21 @@ install_nginx() {
             echo "made a self-signed certificate for $host in /etc/goapp/tls/ (replace it: --cert/--key)"
         fi
     fi
+    # goapp's ports, from goapp.toml (ws_port = 0: WebSocket on the HTTP port's /ws).
+    local port ws_port redirect="https://\$host\$request_uri"
+    port="$(toml_int port 4000)"
+    ws_port="$(toml_int ws_port 4001)"
+    [ "$ws_port" != 0 ] || ws_port="$port"
+    if [ "$https_port" != 443 ]; then redirect="https://\$host:$https_port\$request_uri"; fi
     tmp="$(mktemp)"
     sed -e "s|go\.example\.org|$host|g" \
         -e "s|/etc/goapp/tls/goapp\.crt|$cert_path|g" \
         -e "s|/etc/goapp/tls/goapp\.key|$key_path|g" \
+        -e "s|127\.0\.0\.1:4000 |127.0.0.1:$port |" \
+        -e "s|127\.0\.0\.1:4001 |127.0.0.1:$ws_port |" \
+        -e "s|^\( *listen \(\[::\]:\)\{0,1\}\)80;|\1$http_port;|" \
+        -e "s|^\( *listen \(\[::\]:\)\{0,1\}\)443 |\1$https_port |" \
+        -e "s|return 301 https://\$host\$request_uri;|return 301 $redirect;|" \
         "$src/nginx/goapp.conf" >"$tmp"
     put 0644 "$tmp" "$NGINX/sites-available/goapp.conf"
     rm -f "$tmp"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -107,3 +109,44 @@ def katago() -> KataGoPaths:
             pytest.fail(f"KataGo is required in CI: {exc}")
         pytest.skip(f"KataGo not available: {exc}")
     return paths
+
+
+# -- the one-file binary ----------------------------------------------------------------------
+
+DIST = REPO / "dist" / "goapp"
+BINARY_SOURCES = [REPO / "goapp", REPO / "appliance", REPO / "setup.py", REPO / "pyproject.toml"]
+SKIP_SUFFIXES = {".pyc", ".c", ".html"}
+
+
+def newest_source_mtime() -> float:
+    newest = 0.0
+    for src in BINARY_SOURCES:
+        files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file()]
+        for f in files:
+            if "__pycache__" not in f.parts and f.suffix not in SKIP_SUFFIXES:
+                newest = max(newest, f.stat().st_mtime)
+    return newest
+
+
+@pytest.fixture(scope="session")
+def binary() -> Path:
+    """dist/goapp (appliance/build.sh), built once per session and only when a source is
+    newer than it; ``GOAPP_TEST_BINARY=PATH`` tests a binary built elsewhere instead."""
+    given = os.environ.get("GOAPP_TEST_BINARY")
+    if given:
+        return Path(given).resolve()
+    lock = REPO / "build" / "binary.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # one build at a time across concurrent sessions
+        if not DIST.exists() or DIST.stat().st_mtime < newest_source_mtime():
+            proc = subprocess.run(
+                [str(REPO / "appliance" / "build.sh")],
+                env={**os.environ, "PYTHON": sys.executable},
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return DIST

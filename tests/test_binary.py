@@ -9,15 +9,15 @@ token secret, and ``goapp db backup`` copies the live database. The server and t
 also run under the seccomp filter and MemoryDenyWriteExecute of their units (emulated:
 tests/sandbox_exec.py).
 
-The binary is built once per session, and only when a source file is newer than it
-(about 30-60 s); ``GOAPP_TEST_BINARY=PATH`` tests a binary built elsewhere instead.
+The binary is built once per session (the ``binary`` fixture of conftest.py), and only
+when a source file is newer than it (about 30-90 s); ``GOAPP_TEST_BINARY=PATH`` tests a
+binary built elsewhere instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -41,47 +41,11 @@ except ImportError:
     from services import free_port, unavailable  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
-DIST = ROOT / "dist" / "goapp"
-SOURCES = [ROOT / "goapp", ROOT / "appliance", ROOT / "setup.py", ROOT / "pyproject.toml"]
-SKIP_SUFFIXES = {".pyc", ".c", ".html"}
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(sys.platform != "linux", reason="the appliance is built for Linux"),
 ]
-
-
-def newest_source_mtime() -> float:
-    newest = 0.0
-    for src in SOURCES:
-        files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file()]
-        for f in files:
-            if "__pycache__" not in f.parts and f.suffix not in SKIP_SUFFIXES:
-                newest = max(newest, f.stat().st_mtime)
-    return newest
-
-
-@pytest.fixture(scope="session")
-def binary() -> Path:
-    """dist/goapp, rebuilt when any source is newer than it."""
-    given = os.environ.get("GOAPP_TEST_BINARY")
-    if given:
-        return Path(given).resolve()
-    lock = ROOT / "build" / "binary.lock"
-    lock.parent.mkdir(exist_ok=True)
-    with lock.open("w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # one build at a time across concurrent sessions
-        if not DIST.exists() or DIST.stat().st_mtime < newest_source_mtime():
-            proc = subprocess.run(
-                [str(ROOT / "appliance" / "build.sh")],
-                env={**os.environ, "PYTHON": sys.executable},
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return DIST
 
 
 @pytest.fixture
