@@ -271,3 +271,98 @@ def test_the_installed_settings_and_secret_start_goapp(tmp_path: Path, dest: Pat
         assert proc.wait(15) == 0
         if proc.stderr:
             proc.stderr.close()
+
+
+# -- what goes into sed expressions, goapp.toml and the Nginx site -------------------------------
+
+BAD_SITE_URLS = [
+    "https://go.example.org/path",  # a path: the site is served at the root
+    "https://go.example.org/?x=1",
+    "https://a|b.example.org",  # the sed delimiter
+    'https://go"x.example.org',  # ends the TOML string
+    "https://go.example.org\nport = 1",  # a new TOML line
+    "https://go.example.org&",  # sed's "whole match"
+    "https://user@go.example.org",
+    "https://go example.org",
+    "https://-go.example.org",
+    "https://go.example.org:99999",
+    "https://go.example.org:",
+    "https://[::1]",
+    "ftp://go.example.org",
+]
+
+
+@pytest.mark.parametrize("url", BAD_SITE_URLS)
+def test_a_bad_site_url_is_refused_and_changes_nothing(
+    tmp_path: Path, dest: Path, url: str
+) -> None:
+    proc = run(dest, "--binary", str(fake_binary(tmp_path, "v1")), "--site-url", url, ok=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("install.sh: --site-url"), proc.stderr
+    assert not dest.exists()
+
+
+def test_a_bad_site_url_in_goapp_toml_is_refused_too(tmp_path: Path, dest: Path) -> None:
+    v1 = fake_binary(tmp_path, "v1")
+    run(dest, "--binary", str(v1), "--site-url", SITE_URL)
+    toml = dest / "etc/goapp/goapp.toml"
+    toml.write_text(toml.read_text().replace(SITE_URL, "https://go.example.org/x|y"))
+    tree = snapshot(dest)
+    proc = run(dest, "--binary", str(v1), ok=False)
+    assert proc.returncode == 1 and "--site-url must be" in proc.stderr, proc.stderr
+    assert snapshot(dest) == tree
+
+
+def test_a_site_url_with_a_port_and_other_ports(tmp_path: Path, dest: Path) -> None:
+    """An HTTPS port other than 443 (in the site URL too), and goapp's ports from goapp.toml:
+    the Nginx site listens and proxies where they say."""
+    (dest / "etc/goapp").mkdir(parents=True)
+    (dest / "etc/goapp/goapp.toml").write_text("port = 4310\nws_port = 4311  # websocket\n")
+    v1 = fake_binary(tmp_path, "v1")
+    url = "https://go.test.example:8443"
+    run(dest, "--binary", str(v1), "--site-url", url, "--https-port", "8443", "--http-port", "8080")
+    assert f'site_url = "{url}"' in (dest / "etc/goapp/goapp.toml").read_text()
+    site = (dest / "etc/nginx/sites-available/goapp.conf").read_text()
+    assert "server_name go.test.example;" in site
+    assert re.findall(r"^\s*listen (.*);$", site, re.M) == [
+        "8080",
+        "[::]:8080",
+        "8443 ssl http2",
+        "[::]:8443 ssl http2",
+    ]
+    assert "return 301 https://$host:8443$request_uri;" in site
+    assert "server 127.0.0.1:4310 max_fails" in site and "server 127.0.0.1:4311 max_fails" in site
+    for bad in ("0", "65536", "8o"):
+        proc = run(dest, "--binary", str(v1), "--https-port", bad, ok=False)
+        assert proc.returncode == 1 and "--https-port must be a port" in proc.stderr
+
+
+def test_katago_is_installed_as_goapp_into_the_state_directory(tmp_path: Path, dest: Path) -> None:
+    wheel, model = tmp_path / "katrain.whl", tmp_path / "net.bin.gz"
+    wheel.write_text("wheel")
+    model.write_text("model")
+    v1 = fake_binary(tmp_path, "v1")
+    out = run(
+        dest, "--binary", str(v1), "--site-url", SITE_URL,
+        "--engine-wheel", str(wheel), "--engine-model", str(model),
+    ).stdout  # fmt: skip
+    incoming = "/var/lib/goapp/katago/incoming"
+    assert (
+        "would run: runuser -u goapp -- env TMPDIR=/tmp /usr/local/bin/goapp engine setup "
+        f"--dest /var/lib/goapp/katago --wheel {incoming}/katrain.whl "
+        f"--model {incoming}/net.bin.gz"
+    ) in out, out
+    assert f"would run: chown -R goapp:goapp {incoming}" in out
+    assert mode(dest / "var/lib/goapp/katago") == 0o750
+    assert not (dest / incoming.lstrip("/")).exists()  # the copies handed over are gone
+    # The default: the binary fetches KataGo itself; --no-engine: nothing of it.
+    assert (
+        "goapp engine setup --dest /var/lib/goapp/katago\n" in run(dest, "--binary", str(v1)).stdout
+    )
+    other = tmp_path / "other"
+    out = run(other, "--binary", str(v1), "--site-url", SITE_URL, "--no-engine").stdout
+    assert "engine setup" not in out and not (other / "var/lib/goapp/katago").exists()
+    # A file that is not there: refused before anything is written.
+    proc = run(tmp_path / "third", "--binary", str(v1), "--engine-wheel", "/nope.whl", ok=False)
+    assert proc.returncode == 1 and "no such file: /nope.whl" in proc.stderr
+    assert not (tmp_path / "third").exists()
