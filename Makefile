@@ -13,10 +13,12 @@ STAMP  := $(VENV)/.installed
 # Debian packages the test suite drives for real: the rules oracle, the databases,
 # OpenCL on the CPU for KataGo, and for the appliance Nginx, OpenSSL, shellcheck and
 # libseccomp's Python binding (emulates the unit's SystemCallFilter), Chromium for the
-# browser tests (driven by Playwright's Python package; never `playwright install`), and
-# the checkers of appliance/compose.yaml (docker-compose) and cloud-init.yaml (cloud-init).
+# browser tests (driven by Playwright's Python package; never `playwright install`), the
+# checkers of appliance/compose.yaml (docker-compose) and cloud-init.yaml (cloud-init), and
+# for the install journey a Debian container with systemd as PID 1 (systemd-nspawn from
+# systemd-container, its root file system made by mmdebstrap; tests/nspawn.py).
 TEST_DEBS := gnugo postgresql redis-server ocl-icd-libopencl1 pocl-opencl-icd nginx openssl shellcheck \
-             python3-seccomp chromium cloud-init docker-compose
+             python3-seccomp chromium cloud-init docker-compose systemd-container mmdebstrap
 # KataGo: the OpenCL build from the katrain wheel on PyPI, and the small test model.
 KATAGO_DIR   ?= .katago
 KATAGO_MODEL ?= ../shared/katago/g170-b6c96-s175395328-d26788732.bin.gz

@@ -12,7 +12,7 @@
 #
 # Options:
 #   --binary FILE     the goapp binary (default: dist/goapp next to this script's folder)
-#   --site-url URL    public origin, https://HOST (default: the one in goapp.toml, else
+#   --site-url URL    public origin, https://HOST[:PORT] (default: the one in goapp.toml, else
 #                     https://$(hostname -f)); sets site_url and the Nginx server_name
 #   --cert FILE       TLS certificate chain for Nginx; --key FILE its private key.
 #                     Without them a self-signed certificate is made (once) in

@@ -111,17 +111,21 @@ def debian_rootfs(timeout: float = 1200) -> tuple[Path, float]:
         return root, time.monotonic() - started
 
 
+def own_cgroups(name: str) -> list[Path]:
+    """Where nspawn gets cgroups of its own: on a cgroup v1 host (as here) in the named
+    ``systemd`` hierarchy and the ``unified`` one; on a pure v2 host, in the one tree."""
+    if (CGROUP_ROOT / "cgroup.controllers").is_file():
+        return [CGROUP_ROOT / name]
+    return [CGROUP_ROOT / h / name for h in ("systemd", "unified") if (CGROUP_ROOT / h).is_dir()]
+
+
 class Container:
     """A booted container: ``run()`` commands inside, ``close()`` always tears it down."""
 
     def __init__(self, rootfs: Path, binds: dict[str, Path], console_log: Path) -> None:
         """Boot ``rootfs``; ``binds`` maps paths inside to host paths (read-only)."""
         self.name = f"goapp-test-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-        self.cgroups = [
-            CGROUP_ROOT / h / self.name
-            for h in ("systemd", "unified")
-            if (CGROUP_ROOT / h).is_dir()
-        ]
+        self.cgroups = own_cgroups(self.name)
         for cg in self.cgroups:
             cg.mkdir()
         argv = [
