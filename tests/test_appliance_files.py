@@ -160,6 +160,8 @@ def test_ci_workflow() -> None:
     assert "pull_request" in on and on["push"]["tags"] == ["v*"]
     test = wf["jobs"]["test"]
     assert test["runs-on"].startswith("ubuntu")
+    # test_journey.py boots a container with systemd inside the job's container.
+    assert "--privileged" in test["container"]["options"]
     assert {"postgres", "redis"} <= set(test["services"])
     assert test["env"]["GOAPP_TEST_PG_URL"].startswith("postgresql://")
     assert test["env"]["CI"] == "true"

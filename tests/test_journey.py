@@ -59,6 +59,7 @@ from goapp.engine.setup import KATRAIN_VERSION, KataGoPaths
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = "/var/lib/goapp"
+TUNING_DIRS = (f"{STATE}/katago/home/opencltuning", f"{STATE}/.katago/opencltuning")
 
 pytestmark = [
     pytest.mark.slow,
@@ -555,13 +556,13 @@ def test_the_self_hosters_journey_under_systemd(
             "mkdir -p /etc/goapp && cat > /etc/goapp/goapp.toml",
             input=f"port = {ports['app']}\nws_port = {ports['ws']}\n",
         )
-        # KataGo's OpenCL tuning, copied from the host's already-tuned one, where the
-        # service's KataGo looks for it (its home: the state directory): it spares the
-        # 5-7 minute first-start tuning on CPU. Tuning itself is tested by test_katago.py.
-        box.sh(
-            f"mkdir -p {STATE}/.katago/opencltuning && "
-            f"cp /mnt/tuning/tune*.txt {STATE}/.katago/opencltuning/"
-        )
+        # KataGo's OpenCL tuning, copied from the host's already-tuned one to where the
+        # service's KataGo looks for it: it spares the 5-7 minute first tuning on a CPU
+        # (tuning itself is tested by test_katago.py). Where: KataGo's homeDataDir, which
+        # is DEST/home under `goapp engine setup`'s layout, and ~/.katago (the goapp user's
+        # home is the state directory) for a KataGo run without that override.
+        for tuning_dir in TUNING_DIRS:
+            box.sh(f"mkdir -p {tuning_dir} && cp /mnt/tuning/tune*.txt {tuning_dir}/")
 
         # 1. The install, with KataGo and its model from files (no network).
         out = journey.install("goapp-1")
