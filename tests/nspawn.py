@@ -140,14 +140,20 @@ class Container:
             for cg in cgroups:
                 (cg / "cgroup.procs").write_text(str(os.getpid()))
 
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self.console,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=into_own_cgroups,  # nothing threaded happens before exec
-        )
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self.console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=into_own_cgroups,
+            )
+        except BaseException:
+            self.console.close()
+            for cg in self.cgroups:
+                self._remove_cgroup(cg)
+            raise
         self.pid1 = 0
         self.console_path = console_log
 
