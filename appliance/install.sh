@@ -20,7 +20,7 @@
 #                     docs/deployment.md) and run the script again with --cert/--key.
 #   --no-nginx        do not install the Nginx site
 #   --http-port N     Nginx's plain-HTTP port, which only redirects to HTTPS (default 80)
-#   --https-port N    Nginx's HTTPS port (default 443; put it in --site-url too)
+#   --https-port N    Nginx's HTTPS port (default: the port of an https:// site URL, else 443)
 #   --no-engine       do not install KataGo (goapp then plays with GNU Go when it is
 #                     installed, else offers no computer opponent)
 #   --engine-wheel FILE  the katrain wheel that carries KataGo, for a machine without
@@ -50,7 +50,7 @@ cert=""
 key=""
 nginx=1
 http_port=80
-https_port=443
+https_port=""
 engine=1
 engine_wheel=""
 engine_model=""
@@ -202,6 +202,12 @@ install_all() {
         die "--cert and --key go together"
     fi
     check_port --http-port "$http_port"
+    if [ -z "$https_port" ]; then
+        case "$site_url" in
+            https://*:*) https_port="${site_url##*:}" ;;
+            *) https_port=443 ;;
+        esac
+    fi
     check_port --https-port "$https_port"
     local f
     for f in "$engine_wheel" "$engine_model"; do

@@ -332,6 +332,9 @@ def test_a_site_url_with_a_port_and_other_ports(tmp_path: Path, dest: Path) -> N
     ]
     assert "return 301 https://$host:8443$request_uri;" in site
     assert "server 127.0.0.1:4310 max_fails" in site and "server 127.0.0.1:4311 max_fails" in site
+    # Run again with the site URL from goapp.toml: its port stays Nginx's HTTPS port.
+    run(dest, "--binary", str(v1), "--http-port", "8080")
+    assert (dest / "etc/nginx/sites-available/goapp.conf").read_text() == site
     for bad in ("0", "65536", "8o"):
         proc = run(dest, "--binary", str(v1), "--https-port", bad, ok=False)
         assert proc.returncode == 1 and "--https-port must be a port" in proc.stderr

@@ -530,8 +530,8 @@ def test_the_self_hosters_journey_under_systemd(
     }
     tuning = host_tuning_dir(katago)
     ports: dict[str, int] = {}
-    while len(set(ports.values())) < 4:
-        ports = {k: free_port() for k in ("app", "ws", "http", "https")}
+    while len(set(ports.values())) < 5:
+        ports = {k: free_port() for k in ("app", "ws", "metrics", "http", "https")}
 
     box = Container(
         rootfs,
@@ -550,11 +550,15 @@ def test_the_self_hosters_journey_under_systemd(
         assert box.boot() == "running", box.run("systemctl", "--failed", check=False).stdout
         timings["boot"] = time.monotonic() - started
 
-        # goapp's own ports, free on the host, in the settings written before the install
-        # (install.sh keeps goapp.toml and points the Nginx site at these ports).
+        # goapp's own ports (and its metrics listener's), free on the host, in the settings
+        # written before the install (install.sh keeps goapp.toml and points the Nginx site
+        # at goapp's ports).
         box.sh(
             "mkdir -p /etc/goapp && cat > /etc/goapp/goapp.toml",
-            input=f"port = {ports['app']}\nws_port = {ports['ws']}\n",
+            input=(
+                f"port = {ports['app']}\nws_port = {ports['ws']}\n"
+                f'metrics_listen = "127.0.0.1:{ports["metrics"]}"\n'
+            ),
         )
         # KataGo's OpenCL tuning, copied from the host's already-tuned one to where the
         # service's KataGo looks for it: it spares the 5-7 minute first tuning on a CPU
