@@ -41,25 +41,23 @@ import pytest
 from aiohttp import WSMsgType
 
 try:
-    from .conftest import KATAGO_CACHE, KATAGO_MODEL
-    from .nspawn import Container, ContainerError, cache_dir, debian_rootfs, missing_tools
+    from .conftest import KATAGO_MODEL
+    from .nspawn import Container, ContainerError, debian_rootfs, missing_tools
     from .services import free_port, unavailable
 except ImportError:
-    from conftest import KATAGO_CACHE, KATAGO_MODEL  # type: ignore[no-redef]
+    from conftest import KATAGO_MODEL  # type: ignore[no-redef]
     from nspawn import (  # type: ignore[no-redef]
         Container,
         ContainerError,
-        cache_dir,
         debian_rootfs,
         missing_tools,
     )
     from services import free_port, unavailable  # type: ignore[no-redef]
 
-from goapp.engine.setup import KATRAIN_VERSION, KataGoPaths
+from goapp.engine.setup import KATAGO_HOME, KataGoPaths
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = "/var/lib/goapp"
-TUNING_DIRS = (f"{STATE}/katago/home/opencltuning", f"{STATE}/.katago/opencltuning")
 
 pytestmark = [
     pytest.mark.slow,
@@ -70,47 +68,11 @@ pytestmark = [
 # -- what goes into the container ---------------------------------------------------------------
 
 
-def katrain_wheel() -> Path:
-    """The katrain wheel KataGo comes from: one already downloaded (GOAPP_TEST_KATRAIN_WHEEL,
-    one kept by `goapp engine setup` under .katago/, or this test's cache), else downloaded
-    once into the cache."""
-    name = f"katrain-{KATRAIN_VERSION}-py3-none-any.whl"
-    given = os.environ.get("GOAPP_TEST_KATRAIN_WHEEL")
-    if given:
-        return Path(given)
-    found = sorted(KATAGO_CACHE.rglob(name)) if KATAGO_CACHE.is_dir() else []
-    cached = cache_dir() / "wheels" / name
-    if found:
-        return found[0]
-    if not cached.is_file():
-        partial = cached.parent / "partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        proc = subprocess.run(
-            [
-                *(sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"),
-                *("--quiet", "--dest", str(partial), f"katrain=={KATRAIN_VERSION}"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if proc.returncode != 0 or not (partial / name).is_file():
-            unavailable(f"cannot download the katrain wheel: {proc.stderr[-1500:]}")
-        (partial / name).rename(cached)
-        partial.rmdir()
-    return cached
-
-
 def host_tuning_dir(katago: KataGoPaths) -> Path:
     """The OpenCL tuning the session's ``katago`` fixture made for the test model."""
-    for candidate in (
-        *(katago.home.rglob("opencltuning") if katago.home else ()),
-        Path.home() / ".katago" / "opencltuning",
-    ):
-        if candidate.is_dir() and any(candidate.glob("tune*.txt")):
-            return candidate
-    raise AssertionError("the katago fixture left no OpenCL tuning (tune*.txt)")
+    tuning = (katago.home or Path()) / KATAGO_HOME / "opencltuning"
+    assert any(tuning.glob("tune*.txt")), f"the katago fixture left no OpenCL tuning in {tuning}"
+    return tuning
 
 
 def second_build(binary: Path, into: Path) -> Path:
@@ -504,7 +466,7 @@ async def upgrade_with_a_player_connected(journey: Journey, site: Site) -> None:
 
 @pytest.mark.timeout(2400)
 def test_the_self_hosters_journey_under_systemd(
-    binary: Path, katago: KataGoPaths, tmp_path: Path
+    binary: Path, katago: KataGoPaths, katrain_wheel: Path, tmp_path: Path
 ) -> None:
     missing = missing_tools()
     if missing:
@@ -522,7 +484,7 @@ def test_the_self_hosters_journey_under_systemd(
     builds_dir = tmp_path / "builds"
     builds_dir.mkdir()
     shutil.copy2(binary, builds_dir / "goapp-1")
-    wheel = katrain_wheel()
+    wheel = katrain_wheel  # the one `make katago` downloaded: no second download
     builds = {
         "goapp-1": builds_dir / "goapp-1",
         "goapp-2": second_build(binary, builds_dir),
@@ -560,13 +522,12 @@ def test_the_self_hosters_journey_under_systemd(
                 f'metrics_listen = "127.0.0.1:{ports["metrics"]}"\n'
             ),
         )
-        # KataGo's OpenCL tuning, copied from the host's already-tuned one to where the
-        # service's KataGo looks for it: it spares the 5-7 minute first tuning on a CPU
-        # (tuning itself is tested by test_katago.py). Where: KataGo's homeDataDir, which
-        # is DEST/home under `goapp engine setup`'s layout, and ~/.katago (the goapp user's
-        # home is the state directory) for a KataGo run without that override.
-        for tuning_dir in TUNING_DIRS:
-            box.sh(f"mkdir -p {tuning_dir} && cp /mnt/tuning/tune*.txt {tuning_dir}/")
+        # KataGo's OpenCL tuning, copied from the host's already-tuned one to where
+        # `goapp engine setup` and the service's KataGo look for it (its homeDataDir,
+        # DEST/home): it spares the 5-7 minute tuning on a CPU that setup would start
+        # (tuning itself is tested by test_engine_setup.py and test_katago.py).
+        tuning_dir = f"{STATE}/katago/{KATAGO_HOME}/opencltuning"
+        box.sh(f"mkdir -p {tuning_dir} && cp /mnt/tuning/tune*.txt {tuning_dir}/")
 
         # 1. The install, with KataGo and its model from files (no network).
         out = journey.install("goapp-1")
