@@ -375,7 +375,7 @@ def load_rows(
 
 def save(args: argparse.Namespace) -> int:
     """``make bench-save``: pytest-benchmark's ``--benchmark-save`` (+ the load figures)."""
-    storage = ROOT / ".benchmarks"
+    storage = Path(args.storage).resolve()
     cmd = [sys.executable, "-m", "pytest", *args.suite, "--benchmark-only", "-q",
            "-p", "no:randomly", "-p", "no:cacheprovider", f"--benchmark-save={args.name}",
            f"--benchmark-storage=file://{storage}"]  # fmt: skip
@@ -393,7 +393,7 @@ def save(args: argparse.Namespace) -> int:
         for key, value in figures.items():
             data["benchmarks"].append(_load_entry(key, value))
         saved.write_text(json.dumps(data, indent=4))
-    print(f"saved {saved.relative_to(ROOT)}")
+    print(f"saved {saved}")
     return 0
 
 
@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--plant-slowdown", metavar="PATTERN=FRACTION", help="TEST ONLY: slow head")
     s = sub.add_parser("save", help="keep a named baseline in .benchmarks (make bench-save)")
     s.add_argument("--name", required=True)
+    s.add_argument("--storage", default=str(ROOT / ".benchmarks"), help="(.benchmarks)")
     for q in (c, s):
         q.add_argument("--suite", nargs="+", default=DEFAULT_SUITES, help="benchmark files")
         q.add_argument("-k", help="pytest -k filter")

@@ -108,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     core = bench_sub.add_parser("core", help="rules core: ns per playout move, µs per play")
     core.add_argument("--seconds", type=float, default=3.0, help="time budget (default 3)")
     core.add_argument("--json", action="store_true", help="print JSON")
+    report = bench_sub.add_parser(
+        "report",
+        help="saved benchmark runs (make bench-save) as a Markdown table and SVG trend plots",
+        description="Read the runs saved under STORAGE by `make bench-save` (pytest-benchmark "
+        "JSON), order them by commit time and write OUT/report.md (runs, machines, each "
+        "benchmark's minimum per run) and OUT/svg/<benchmark>.svg (min and median over the "
+        "commits). See benches/README.md.",
+    )
+    report.add_argument("--storage", default=".benchmarks", help="saved runs (.benchmarks)")
+    report.add_argument("--out", default="bench-report", help="output folder (bench-report)")
+    report.add_argument("--last", type=int, default=8, help="runs shown (default 8)")
 
     settings = sub.add_parser("settings", help="print the effective settings (secrets masked)")
     settings.add_argument("--config", metavar="FILE", help="TOML settings file")
@@ -237,6 +248,20 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "engine":
         return _engine(args)
+
+    if args.command == "bench" and args.bench_command == "report":
+        from pathlib import Path
+
+        from goapp.perf.report import write_report
+
+        try:
+            md = write_report(Path(args.storage), Path(args.out), last=args.last)
+        except FileNotFoundError as exc:
+            print(f"goapp bench report: {exc}", file=sys.stderr)
+            return 1
+        print(md.read_text())
+        print(f"written: {md} and {md.parent / 'svg'}/", file=sys.stderr)
+        return 0
 
     if args.command == "bench":
         from goapp.rules.bench import run_core_bench
