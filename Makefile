@@ -5,6 +5,10 @@
 #   make test    install, build, lint, type-check, start what the tests need, run every test
 #   make bench   benchmarks (pytest-benchmark); figures go in benches/README.md
 #   make loadtest  the one-instance load regression (1,000 clients, 200 moves/s, p99 < 20 ms)
+#   make bench-check BASE=<git ref> [LOAD=1]   head against BASE, interleaved in one run;
+#                  fails when a benchmark is >= 10% slower beyond noise (benches/check.py)
+#   make bench-save NAME=<name> [LOAD=1]   keep a named baseline in .benchmarks/ (with the
+#                  machine and commit); `goapp bench report` draws the history
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -24,7 +28,8 @@ KATAGO_DIR   ?= .katago
 KATAGO_MODEL ?= ../shared/katago/g170-b6c96-s175395328-d26788732.bin.gz
 PYTEST_ARGS ?=
 
-.PHONY: serve ai test build install system-deps katago lint typecheck pytest bench loadtest binary clean
+.PHONY: serve ai test build install system-deps katago lint typecheck pytest bench loadtest binary clean \
+        bench-check bench-save
 
 serve: build ai
 	$(BIN)/goapp serve $(SERVE_ARGS)
@@ -111,6 +116,25 @@ LOAD_MAX_P99 ?= 20
 LOAD_ARGS ?=
 loadtest: build
 	$(BIN)/python benches/load.py --max-p99 $(LOAD_MAX_P99) $(LOAD_ARGS)
+
+# Benchmark regressions (benches/README.md, "bench-check"): BASE is built in a temporary git
+# worktree and both trees' suites run alternately, round after round, on this machine.
+# LOAD=1 adds benches/load.py at a fixed modest load, judged against the Node.js ws
+# yardstick (about 10 more minutes; needs node and npm). SUMMARY=FILE appends the Markdown
+# table (CI: $GITHUB_STEP_SUMMARY); BENCH_ARGS passes options (--rounds, -k, --threshold).
+BASE ?=
+NAME ?=
+LOAD ?=
+SUMMARY ?=
+BENCH_ARGS ?=
+bench-check: build
+	@test -n "$(BASE)" || { echo "usage: make bench-check BASE=<git ref> [LOAD=1]"; exit 2; }
+	$(BIN)/python benches/check.py check --base "$(BASE)" $(if $(LOAD),--load) \
+	  $(if $(SUMMARY),--summary "$(SUMMARY)") $(BENCH_ARGS)
+
+bench-save: build
+	@test -n "$(NAME)" || { echo "usage: make bench-save NAME=<name> [LOAD=1]"; exit 2; }
+	$(BIN)/python benches/check.py save --name "$(NAME)" $(if $(LOAD),--load) $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info goapp/_core.c goapp/_core*.so .pytest_cache .mypy_cache .ruff_cache

@@ -345,6 +345,8 @@ def check(args: argparse.Namespace) -> int:
         + (f"**{len(regressions)} regression(s).**" if regressions else "No regression.")
     )
     text = markdown(rows, header)
+    if regressions and args.accept_regressions:
+        text += f"\nRegressions accepted ({args.accept_regressions}): the check passes.\n"
     print(text)
     (out / "summary.md").write_text(text)
     if args.summary:
@@ -353,7 +355,7 @@ def check(args: argparse.Namespace) -> int:
     result = {"base": args.base, "rounds": args.rounds, "threshold": args.threshold,
               "confidence": args.confidence, "rows": rows, "regressions": regressions}  # fmt: skip
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    return 1 if regressions else 0
+    return 1 if regressions and not args.accept_regressions else 0
 
 
 def load_rows(
@@ -420,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--min-rounds", type=int, default=5, help="pytest-benchmark min rounds")
     c.add_argument("--summary", help="append the Markdown table here ($GITHUB_STEP_SUMMARY)")
     c.add_argument("--out", help="rounds' JSON and the result (head/.benchmarks/check)")
+    c.add_argument(
+        "--accept-regressions",
+        metavar="WHY",
+        help="report regressions but exit 0 (CI: the benchmark-regression-ok label)",
+    )
     c.add_argument("--plant-slowdown", metavar="PATTERN=FRACTION", help="TEST ONLY: slow head")
     s = sub.add_parser("save", help="keep a named baseline in .benchmarks (make bench-save)")
     s.add_argument("--name", required=True)

@@ -5,7 +5,7 @@ they exist here and parsed otherwise:
   Debian package ``docker-compose``; no Docker engine is needed), plus its services;
 * appliance/Dockerfile: the stages, the non-root user, the volume and the healthcheck;
 * appliance/cloud-init.yaml with ``cloud-init schema --config-file`` (Debian ``cloud-init``);
-* .github/workflows/ci.yml and .github/dependabot.yml: YAML with the keys and steps that
+* .github/workflows/ci.yml, bench.yml and .github/dependabot.yml: YAML with the keys and steps that
   matter.
 
 A missing tool fails the test (they are in the Makefile's TEST_DEBS), it does not skip.
@@ -182,6 +182,24 @@ def test_ci_workflow() -> None:
     archive = next(r for r in runs if "tar -czf" in r)
     for part in ("dist/goapp", "appliance", "systemd", "nginx", "docs/deployment.md"):
         assert part in archive
+
+
+def test_bench_workflow() -> None:
+    """Pull requests run make bench-check against their merge base; a label accepts."""
+    wf = load(ROOT / ".github" / "workflows" / "bench.yml")
+    on = wf[True] if True in wf else wf["on"]
+    assert {"opened", "synchronize", "labeled", "unlabeled"} <= set(on["pull_request"]["types"])
+    job = wf["jobs"]["bench-check"]
+    assert job["steps"][0]["uses"].startswith("actions/checkout@")
+    assert job["steps"][0]["with"]["fetch-depth"] == 0
+    step = next(s for s in job["steps"] if "make bench-check" in s.get("run", ""))
+    assert 'git merge-base "$BASE_SHA" HEAD' in step["run"]
+    assert 'BASE="$base"' in step["run"] and "LOAD=1" in step["run"]
+    assert 'SUMMARY="$GITHUB_STEP_SUMMARY"' in step["run"]
+    assert step["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert "'benchmark-regression-ok'" in step["env"]["ACCEPT"]
+    assert "--accept-regressions" in step["env"]["ACCEPT"]
+    assert 'BENCH_ARGS="$ACCEPT"' in step["run"]
 
 
 def test_dependabot() -> None:
