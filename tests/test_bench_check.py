@@ -10,10 +10,13 @@ over many full runs are measured outside the tests (benches/README.md, "bench-ch
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = "test_write_300_moves"
@@ -43,3 +46,39 @@ def test_bench_check_fails_on_a_planted_slowdown_and_passes_unchanged(tmp_path: 
     assert rc == 0, stdout
     assert result["regressions"] == []
     assert "No regression." in stdout
+
+
+def _load_check() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_check", ROOT / "benches" / "check.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_check"] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_load_verdict_needs_the_raw_and_the_yardstick_ratio() -> None:
+    """The load figures of 6 synthetic rounds: server CPU per move and p99, and the Node
+    yardstick's figures measured just before each run."""
+    check = _load_check()
+    args = argparse.Namespace(threshold=0.10, confidence=0.90)
+
+    def rounds(cpu: list[float], node: list[float]) -> list[dict[str, dict[str, float]]]:
+        return [{"load": {"cpu_us_per_move": c, "cpu_us_per_move_per_node": c / n,
+                          "p99_ms": 20.0, "p99_ms_per_node": 20.0 / n}}
+                for c, n in zip(cpu, node, strict=True)]  # fmt: skip
+
+    def verdict(
+        base: list[dict[str, dict[str, float]]], head: list[dict[str, dict[str, float]]]
+    ) -> str:
+        rows = check.load_rows({"base": base, "head": head}, args)
+        return str(rows[0]["verdict"])
+
+    steady = [300.0] * 6
+    base = rounds([800.0] * 6, steady)
+    # head's server 25% slower on a steady machine: raw and divided agree
+    assert verdict(base, rounds([1000.0] * 6, steady)) == "regression"
+    # head's runs fell on busier moments (the yardstick was 25% slower then too): no
+    assert verdict(base, rounds([1000.0] * 6, [375.0] * 6)) == "same"
+    # the yardstick alone was disturbed before head's runs: no
+    assert verdict(base, rounds([800.0] * 6, [240.0] * 6)) == "same"
