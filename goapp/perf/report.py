@@ -143,7 +143,8 @@ def svg_trend(name: str, runs: list[SavedRun], width: int = 640, height: int = 2
         px, py = xy(i, s["min"]).split(",")
         out.append(f'<circle cx="{px}" cy="{py}" r="3" fill="#1f5fa8"/>')
         out.append(
-            f'<text x="{px}" y="{height - bottom + 16}" text-anchor="middle">{escape(commit)}</text>'
+            f'<text x="{px}" y="{height - bottom + 16}" text-anchor="middle">'
+            f"{escape(commit)}</text>"
         )
     out.append(
         f'<text x="{left}" y="{height - 10}">min (solid), median (dashed); '
