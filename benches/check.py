@@ -62,7 +62,7 @@ LOAD_ARGS = ["--clients", "500", "--games", "100", "--rate", "100", "--drain", "
 PLANT_ENV = "GOAPP_BENCH_PLANT_SLOWDOWN"  # benches/conftest.py
 
 
-def SAFE(repo: Path) -> list[str]:
+def git_safe(repo: Path) -> list[str]:
     """Lets git work in a checkout owned by another user (CI containers run as root)."""
     return ["-c", f"safe.directory={repo}"]
 
@@ -153,7 +153,7 @@ def base_worktree(repo: Path, ref: str, workdir: Path) -> Iterator[Path]:
             "git",
             "-C",
             str(repo),
-            *SAFE(repo),
+            *git_safe(repo),
             "worktree",
             "add",
             "--detach",
@@ -170,7 +170,7 @@ def base_worktree(repo: Path, ref: str, workdir: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(
-            ["git", "-C", str(repo), *SAFE(repo), "worktree", "remove", "--force", str(path)],
+            ["git", "-C", str(repo), *git_safe(repo), "worktree", "remove", "--force", str(path)],
             capture_output=True,
         )
 
