@@ -111,7 +111,7 @@ def markdown_table(runs: list[SavedRun], last: int = 8, svg_dir: str | None = "s
 def svg_trend(name: str, runs: list[SavedRun], width: int = 640, height: int = 240) -> str:
     """One benchmark's minimum (solid) and median (dashed) over the runs, as SVG text."""
     points = [(r.commit, r.stats[name]) for r in runs if name in r.stats]
-    left, right, top, bottom = 70, 20, 30, 50
+    left, right, top, bottom = 70, 45, 30, 50
     plot_w, plot_h = width - left - right, height - top - bottom
     top_value = max((s["median"] for _, s in points), default=1.0) * 1.1 or 1.0
 
