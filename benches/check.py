@@ -385,7 +385,8 @@ def save(args: argparse.Namespace) -> int:
     storage = Path(args.storage).resolve()
     cmd = [sys.executable, "-m", "pytest", *args.suite, "--benchmark-only", "-q",
            "-p", "no:randomly", "-p", "no:cacheprovider", f"--benchmark-save={args.name}",
-           f"--benchmark-storage=file://{storage}"]  # fmt: skip
+           f"--benchmark-storage=file://{storage}",
+           f"--benchmark-max-time={args.max_time}"]  # fmt: skip
     if args.k:
         cmd += ["-k", args.k]
     before = set(storage.rglob("*.json"))
@@ -423,7 +424,6 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--rounds", type=int, default=6, help="A/B rounds (default 6)")
     c.add_argument("--threshold", type=float, default=0.10, help="slowdown that fails (0.10)")
     c.add_argument("--confidence", type=float, default=0.90, help="interval level (0.90)")
-    c.add_argument("--max-time", type=float, default=0.5, help="pytest-benchmark max time")
     c.add_argument("--min-rounds", type=int, default=5, help="pytest-benchmark min rounds")
     c.add_argument("--summary", help="append the Markdown table here ($GITHUB_STEP_SUMMARY)")
     c.add_argument("--out", help="rounds' JSON and the result (head/.benchmarks/check)")
@@ -439,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in (c, s):
         q.add_argument("--suite", nargs="+", default=DEFAULT_SUITES, help="benchmark files")
         q.add_argument("-k", help="pytest -k filter")
+        q.add_argument("--max-time", type=float, default=0.5, help="pytest-benchmark's (0.5 s)")
         q.add_argument("--load", action="store_true", help="also the load benchmark (long)")
         q.add_argument("--load-duration", type=float, default=15.0, help="load seconds (15)")
     args = p.parse_args(argv)

@@ -25,7 +25,8 @@ def _save(storage: Path, name: str, plant: str = "") -> None:
     if plant:
         env["GOAPP_BENCH_PLANT_SLOWDOWN"] = plant
     cmd = [sys.executable, "benches/check.py", "save", "--name", name, "--storage", str(storage),
-           "--suite", "benches/bench_sgf.py", "-k", "test_write_300_moves"]  # fmt: skip
+           "--suite", "benches/bench_sgf.py", "-k", "test_write_300_moves",
+           "--max-time", "0.1"]  # fmt: skip
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
 
 
