@@ -80,7 +80,7 @@ def _fmt(value: float, unit_of: str) -> str:
             if value >= scale:
                 return f"{value / scale:.3g} {unit}"
         return f"{value * 1e9:.3g} ns"
-    return f"{value:.3g}"  # load figures carry their unit in their name
+    return f"{value:.4g}"  # load figures carry their unit in their name
 
 
 def _slug(name: str) -> str:
