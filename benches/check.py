@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -443,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--load", action="store_true", help="also the load benchmark (long)")
         q.add_argument("--load-duration", type=float, default=15.0, help="load seconds (15)")
     args = p.parse_args(argv)
+    # SIGTERM (CI cancelling the job) unwinds like Ctrl-C: the running benchmark is killed
+    # and the temporary worktree removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return check(args) if args.command == "check" else save(args)
     except CheckError as exc:
