@@ -13,7 +13,8 @@ does not favour one side), each run writing pytest-benchmark's ``--benchmark-jso
 round gives every benchmark one minimum and one median per side; ``goapp.perf.stats``
 turns the rounds' paired head/base ratios into an estimate with a rank-based confidence
 interval, and the check fails (exit status 1) on a regression: by default head at least 10%
-slower at the minimum with the whole 90% interval above 1.
+slower at the minimum with the whole 90% interval above 1, and head's best round 10%
+slower than base's best round.
 
 With ``--load``, every round also runs ``benches/load.py`` at a fixed modest load (500
 clients, 100 moves/s, 15 s) for both sides, judged on the server's CPU per move and the
@@ -342,8 +343,8 @@ def check(args: argparse.Namespace) -> int:
         f"### Benchmarks: head vs `{args.base}`\n\n{args.rounds} interleaved rounds on one "
         f"machine; ratio head/base (>1: head slower), {args.confidence:.0%} rank-based "
         f"interval; regression = at least {args.threshold:.0%} slower at the min with the "
-        f"interval above 1. "
-        + (f"**{len(regressions)} regression(s).**" if regressions else "No regression.")
+        f"interval above 1 and the best rounds (base min, head min) {args.threshold:.0%} "
+        "apart. " + (f"**{len(regressions)} regression(s).**" if regressions else "No regression.")
     )
     text = markdown(rows, header)
     if regressions and args.accept_regressions:

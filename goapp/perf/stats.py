@@ -17,7 +17,12 @@ figures of a round were measured a few seconds apart, so whatever slowed the mac
 
 A benchmark is a **regression** when the estimated ratio is at least ``1 + threshold`` AND
 the whole interval lies above 1 (the slowdown is both large enough to matter and not
-explained by noise). The symmetric rule flags an **improvement**.
+explained by noise) AND the best figure of all head's rounds is at least ``1 + threshold``
+times the best of base's. That last guard is for a saturated machine: other processes only
+ever add time, so each side's best round is the one least disturbed, and a real slowdown
+shows there too; when the machine was busier during most of one side's runs, every
+paired ratio moves together (the interval cannot tell) but the two best rounds still
+agree. The symmetric rule flags an **improvement**.
 
 Everything here is deterministic: no resampling, no random seed.
 """
@@ -57,6 +62,7 @@ class Comparison:
     low: float
     high: float
     confidence: float  # the interval's exact coverage (>= the level asked for)
+    best_ratio: float  # min(head) / min(base) over all rounds
     verdict: Verdict
 
 
@@ -124,14 +130,15 @@ def compare_paired(
     if not d:
         raise ValueError("no rounds")
     ratio = math.exp(hodges_lehmann(d))
+    best = min(head) / min(base)
     ci = signed_rank_ci(d, level)
     if ci is None:
-        return Comparison(len(d), ratio, math.nan, math.nan, 0.0, Verdict.TOO_FEW)
+        return Comparison(len(d), ratio, math.nan, math.nan, 0.0, best, Verdict.TOO_FEW)
     low, high = math.exp(ci[0]), math.exp(ci[1])
-    if ratio >= 1 + threshold and low > 1:
+    if ratio >= 1 + threshold and low > 1 and best >= 1 + threshold:
         verdict = Verdict.REGRESSION
-    elif ratio <= 1 / (1 + threshold) and high < 1:
+    elif ratio <= 1 / (1 + threshold) and high < 1 and best <= 1 / (1 + threshold):
         verdict = Verdict.IMPROVEMENT
     else:
         verdict = Verdict.SAME
-    return Comparison(len(d), ratio, low, high, ci[2], verdict)
+    return Comparison(len(d), ratio, low, high, ci[2], best, verdict)
