@@ -62,6 +62,9 @@ DEFAULT_SUITES = ["benches/bench_core.py", "benches/bench_sgf.py", "benches/benc
 #: The fixed load of the ``--load`` part (modest: it must not saturate a 2-core machine).
 LOAD_ARGS = ["--clients", "500", "--games", "100", "--rate", "100", "--drain", "5"]
 PLANT_ENV = "GOAPP_BENCH_PLANT_SLOWDOWN"  # benches/conftest.py
+#: No benchmark uses Hypothesis, and importing its plugin is half of pytest's start-up,
+#: which a check pays twice a round.
+NO_PLUGINS = ["-p", "no:hypothesispytest"]
 
 
 def git_safe(repo: Path) -> list[str]:
@@ -189,7 +192,7 @@ def run_suites(side: Side, args: argparse.Namespace, out: Path) -> dict[str, dic
     """One run of the suites: ``{benchmark name: {"min": s, "median": s}}``."""
     cmd = [
         side.python, "-m", "pytest", *args.suite, "--benchmark-only", "-q",
-        "-p", "no:randomly", "-p", "no:cacheprovider",
+        "-p", "no:randomly", "-p", "no:cacheprovider", *NO_PLUGINS,
         f"--benchmark-json={out}", f"--benchmark-max-time={args.max_time}",
         f"--benchmark-min-rounds={args.min_rounds}",
     ]  # fmt: skip
@@ -386,7 +389,8 @@ def save(args: argparse.Namespace) -> int:
     """``make bench-save``: pytest-benchmark's ``--benchmark-save`` (+ the load figures)."""
     storage = Path(args.storage).resolve()
     cmd = [sys.executable, "-m", "pytest", *args.suite, "--benchmark-only", "-q",
-           "-p", "no:randomly", "-p", "no:cacheprovider", f"--benchmark-save={args.name}",
+           "-p", "no:randomly", "-p", "no:cacheprovider", *NO_PLUGINS,
+           f"--benchmark-save={args.name}",
            f"--benchmark-storage=file://{storage}",
            f"--benchmark-max-time={args.max_time}"]  # fmt: skip
     if args.k:

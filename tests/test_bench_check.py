@@ -38,7 +38,7 @@ def test_bench_check_fails_on_a_planted_slowdown_and_passes_unchanged(tmp_path: 
     assert result["regressions"] == [f"bench_sgf.py::{PLANTED}"]
     rows = {row["name"]: row for row in result["rows"]}  # type: ignore[attr-defined]
     ratio = rows[f"bench_sgf.py::{PLANTED}"]["comparisons"]["min"]["ratio"]
-    assert 1.15 < ratio < 1.45  # the planted 30%, measured
+    assert 1.15 < ratio < 1.45, stdout  # the planted 30%, measured
     assert "**REGRESSION**" in (tmp_path / "planted" / "step-summary.md").read_text()
     assert len(list((tmp_path / "planted").glob("base-*.json"))) == 5  # pytest-benchmark JSON
 
