@@ -1,8 +1,10 @@
 """``make bench-check`` catches a planted slowdown and passes an unchanged tree.
 
 Head is this working tree, base is HEAD checked out by ``benches/check.py`` in a temporary
-git worktree (its core copied from head's build: same source). Two cheap SGF benchmarks, 5
-interleaved rounds, short pytest-benchmark runs: about a minute in all. The slowdown is
+git worktree (its core copied from head's build: same source). Two cheap SGF benchmarks, 6
+interleaved rounds (the 90% interval then survives one round disturbed by another process;
+with 5 it would not), short pytest-benchmark runs: about a minute in all at load average
+4 on 2 cores, 2.5-3 minutes at load average 10. The slowdown is
 the test-only hook of benches/conftest.py (``--plant-slowdown``: head's SGF writer 30%
 slower by busy work proportional to its own time). The false-alarm and detection rates
 over many full runs are measured outside the tests (benches/README.md, "bench-check").
@@ -23,7 +25,7 @@ PLANTED = "test_write_300_moves"
 
 
 def _check(out: Path, *extra: str) -> tuple[int, dict[str, object], str]:
-    cmd = [sys.executable, "benches/check.py", "check", "--base", "HEAD", "--rounds", "5",
+    cmd = [sys.executable, "benches/check.py", "check", "--base", "HEAD", "--rounds", "6",
            "--suite", "benches/bench_sgf.py", "-k", f"{PLANTED} or test_parse_300_moves_bytes",
            "--max-time", "0.1", "--out", str(out), "--summary", str(out / "step-summary.md"),
            *extra]  # fmt: skip
@@ -38,9 +40,9 @@ def test_bench_check_fails_on_a_planted_slowdown_and_passes_unchanged(tmp_path: 
     assert result["regressions"] == [f"bench_sgf.py::{PLANTED}"]
     rows = {row["name"]: row for row in result["rows"]}  # type: ignore[attr-defined]
     ratio = rows[f"bench_sgf.py::{PLANTED}"]["comparisons"]["min"]["ratio"]
-    assert 1.15 < ratio < 1.45, stdout  # the planted 30%, measured
+    assert 1.15 < ratio < 1.6, stdout  # the planted 30%, measured
     assert "**REGRESSION**" in (tmp_path / "planted" / "step-summary.md").read_text()
-    assert len(list((tmp_path / "planted").glob("base-*.json"))) == 5  # pytest-benchmark JSON
+    assert len(list((tmp_path / "planted").glob("base-*.json"))) == 6  # pytest-benchmark JSON
 
     rc, result, stdout = _check(tmp_path / "unchanged")
     assert rc == 0, stdout
