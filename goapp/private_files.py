@@ -17,13 +17,21 @@ docs/storage.md for tightening those of an older installation.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from pathlib import Path
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
-__all__ = ["PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "create_private_file", "make_private_dir"]
+__all__ = [
+    "PRIVATE_DIR_MODE",
+    "PRIVATE_FILE_MODE",
+    "create_private_file",
+    "make_private_dir",
+    "write_new_private_file",
+]
 
 
 def make_private_dir(path: str | os.PathLike[str]) -> None:
@@ -52,4 +60,48 @@ def create_private_file(path: str | os.PathLike[str]) -> bool:
         os.fchmod(fd, PRIVATE_FILE_MODE)
     finally:
         os.close(fd)
+    return True
+
+
+def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> bool:
+    """Write ``data`` to ``path`` (mode 0600) unless it exists; ``True`` if this call
+    created it. Its directory must exist.
+
+    The data goes to a private temporary file first (synced), then is hard-linked to
+    ``path``: the file appears complete or not at all, and a process racing to create it
+    gets ``False`` and reads the winner's whole file. Where hard links are not supported,
+    ``O_EXCL`` on ``path`` itself decides the race (readers may then see it empty briefly).
+    """
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+    def write(target: Path) -> None:
+        fd = os.open(target, flags, PRIVATE_FILE_MODE)
+        try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    write(tmp)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:
+        try:
+            write(path)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    with contextlib.suppress(OSError):  # make the new name durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     return True

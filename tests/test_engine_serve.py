@@ -14,8 +14,11 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -24,7 +27,7 @@ import pytest
 from engine_support import until
 from services import free_port
 
-from goapp.engine.remote import FREE_FAILURES, MAX_TAG_CHARS, MIN_SECRET_CHARS
+from goapp.engine.remote import FREE_FAILURES, MAX_TAG_CHARS, MIN_SECRET_CHARS, engine_secret
 from goapp.engine.setup import KataGoPaths
 
 pytestmark = pytest.mark.timeout(900)  # the session's KataGo fixture may tune OpenCL first
@@ -217,3 +220,24 @@ async def test_serve_makes_a_secret_throttles_wrong_ones_and_refuses_bad_bodies(
     out = server.stop()
     assert server.proc.returncode == 0, out[-2000:]
     assert str(secret_file) in out and secret not in out  # says where, never the secret
+
+
+def test_racing_first_starts_share_one_complete_secret(tmp_path: Path) -> None:
+    """Engine servers started at once on a new data directory all serve the one secret that
+    ends up in DATA_DIR/engine_secret: none reads the file while its creator is still writing
+    it (an empty secret, refused as too short)."""
+    workers = 8
+    for round_ in range(10):
+        settings = SimpleNamespace(engine_secret="", data_dir=str(tmp_path / f"data{round_}"))
+        barrier = threading.Barrier(workers)
+
+        def first_start(settings: Any, barrier: threading.Barrier) -> str:
+            barrier.wait()
+            return engine_secret(settings)[0]
+
+        with ThreadPoolExecutor(workers) as pool:
+            calls = [pool.submit(first_start, settings, barrier) for _ in range(workers)]
+            seen = {call.result(timeout=30) for call in calls}
+        stored = (tmp_path / f"data{round_}" / "engine_secret").read_text().strip()
+        assert seen == {stored}, (round_, seen)
+        assert re.fullmatch(r"[0-9a-f]{64}", stored)

@@ -38,7 +38,6 @@ import contextlib
 import hmac
 import logging
 import math
-import os
 import secrets
 import signal
 import sys
@@ -54,6 +53,7 @@ from aiohttp import web
 
 from goapp.engine import errors as E
 from goapp.engine.katago import AnalysisQuery, AnalysisResult, KataGoEngine, bot_move_query
+from goapp.private_files import make_private_dir, write_new_private_file
 
 __all__ = [
     "MIN_SECRET_CHARS",
@@ -284,11 +284,10 @@ def engine_secret(settings: Any) -> tuple[str, Path | None]:
         return settings.engine_secret, None
     path = Path(settings.data_dir) / "engine_secret"
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # another process made it first
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32) + "\n")
+        make_private_dir(path.parent)
+        # appears complete or not at all: a server starting at the same moment never reads
+        # it half-written (another process may win the race; its secret is the one served)
+        write_new_private_file(path, (secrets.token_hex(32) + "\n").encode("ascii"))
     if path.stat().st_mode & 0o077:
         raise ValueError(f"{path} is readable by others: chmod 600 it")
     return path.read_text().strip(), path

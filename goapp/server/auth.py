@@ -108,7 +108,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -122,6 +121,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
+
+from goapp.private_files import make_private_dir, write_new_private_file
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
@@ -631,46 +632,10 @@ def _read_secret(path: Path, *, allow_insecure: bool) -> bytes | None:
 
 def _create_secret(path: Path) -> bool:
     """Write a new secret to ``path`` unless it exists; ``True`` if this call created it.
-
-    The secret is written to a private temporary file (created with ``O_EXCL``, mode 0600 set
-    again with ``fchmod`` whatever the umask), synced, then hard-linked to ``path``: the link
-    either appears complete or fails with ``FileExistsError`` when another process won the race.
-    Where hard links are not supported we fall back to ``O_EXCL`` on ``path`` itself (readers
-    then retry while it is empty).
-    """
+    The file appears complete or not at all (:func:`write_new_private_file`); where hard
+    links are not supported it may be empty briefly, and readers retry."""
     text = (secrets.token_bytes(_SECRET_BYTES).hex() + "\n").encode("ascii")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-    def write(target: Path) -> None:
-        fd = os.open(target, flags, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, text)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    write(tmp)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    except OSError:
-        try:
-            write(path)
-        except FileExistsError:
-            return False
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    with contextlib.suppress(OSError):  # make the new name durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return True
+    return write_new_private_file(path, text)
 
 
 def load_or_create_secret(path: str | os.PathLike[str], *, allow_insecure: bool = False) -> bytes:
@@ -686,7 +651,7 @@ def load_or_create_secret(path: str | os.PathLike[str], *, allow_insecure: bool 
     if secret is not None:
         return secret
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         _create_secret(path)
     for _ in range(_READ_RETRIES):
         secret = _read_secret(path, allow_insecure=allow_insecure)
