@@ -209,7 +209,9 @@ async def _estimate_checks(api: Api) -> None:
     other = await _finished_game(api, "carol", "dave", "C3")
     waiting = asyncio.create_task(api.call("GET", f"/api/games/{other}/estimate"))
     third = await _finished_game(api, "carol", "dave", "G7")
-    await asyncio.sleep(0.2)  # the waiting request has reached the estimator
+    estimator = api.ctx.estimator
+    assert estimator is not None
+    await until(lambda: estimator.waiting == 1, 60, "the second estimate waiting for a slot")
     async with api.client.get(f"/api/games/{third}/estimate") as resp:
         body = await resp.json()
         assert resp.status == 503 and body["error"]["code"] == "engine_busy", body

@@ -154,7 +154,8 @@ class Estimator:
         self._cache: OrderedDict[tuple[int, int], Estimate] = OrderedDict()
         self._cache_size = cache_size
         self._slots = asyncio.Semaphore(parallel)
-        self._waiting = 0
+        #: Estimates waiting for a slot (at most ``max_waiting``).
+        self.waiting = 0
         self._inflight: dict[tuple[int, int], asyncio.Future[Estimate]] = {}
 
     async def estimate(self, state: GameState) -> Estimate:
@@ -165,10 +166,10 @@ class Estimator:
         shared = self._inflight.get(key)
         if shared is not None:
             return await asyncio.shield(shared)
-        if self._slots.locked() and self._waiting >= self.max_waiting:
+        if self._slots.locked() and self.waiting >= self.max_waiting:
             self.refused += 1
             raise EstimatorBusy(
-                f"too many score estimates are waiting ({self._waiting}); try again later"
+                f"too many score estimates are waiting ({self.waiting}); try again later"
             )
         future: asyncio.Future[Estimate] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
@@ -192,11 +193,11 @@ class Estimator:
         return est
 
     async def _compute(self, state: GameState) -> Estimate:
-        self._waiting += 1
+        self.waiting += 1
         try:
             await self._slots.acquire()
         finally:
-            self._waiting -= 1
+            self.waiting -= 1
         try:
             self.computed += 1
             return await propose_dead(self.engine, state, tag=f"estimate:{state.game_id}")
