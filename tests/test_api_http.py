@@ -235,6 +235,11 @@ async def test_openapi_documents_every_route(api: Api) -> None:
     }
     assert schemas["ChallengeBody"]["properties"]["size"]["minimum"] == 2
     assert schemas["ChallengeBody"]["additionalProperties"] is False
+    # a JSON body can be of another type (415), too large (413) or invalid (400)
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if "application/json" in op.get("requestBody", {}).get("content", {}):
+                assert {"400", "413", "415"} <= set(op["responses"]), (method, path)
 
 
 async def test_sgf_upload_errors(api: Api) -> None:

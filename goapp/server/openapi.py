@@ -112,7 +112,10 @@ def build_openapi(routes: Iterable[Route]) -> dict[str, Any]:
         responses: dict[str, Any] = {str(r.status): ok}
         for status in r.extra.get("also_ok", ()):  # another success status, same body
             responses[str(status)] = ok
-        for status in sorted({*r.errors, 500}):
+        errors = {*r.errors, 500}
+        if r.body is not None:  # decode_body: 415 another type, 413 too large, 400 invalid
+            errors |= {400, 413, 415}
+        for status in sorted(errors):
             responses[str(status)] = {
                 "description": _ERROR_TEXT.get(status, "Server error"),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
