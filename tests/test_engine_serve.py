@@ -11,6 +11,7 @@ import os
 import random
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -101,9 +102,11 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
 class EngineServer:
     """``python -m goapp engine serve`` on 127.0.0.1 over the test KataGo."""
 
-    def __init__(self, katago: KataGoPaths, data_dir: Path, secret: str | None) -> None:
+    def __init__(
+        self, katago: KataGoPaths, data_dir: Path, secret: str | None, port: int | None = None
+    ) -> None:
         assert katago.home is not None
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
         env["GOAPP_DATA_DIR"] = str(data_dir)
@@ -149,6 +152,24 @@ async def test_a_short_secret_is_refused_with_a_clear_message(
         raise AssertionError("goapp engine serve started with a 15-character secret") from None
     assert server.proc.returncode == 2
     assert f"at least {MIN_SECRET_CHARS}" in out.decode() and "openssl rand" in out.decode()
+
+
+async def test_an_address_in_use_is_one_clear_line(
+    tmp_path: Path, katago: KataGoPaths, servers: list[EngineServer]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = EngineServer(katago, tmp_path / "data", "x" * MIN_SECRET_CHARS, port=port)
+        servers.append(server)
+        try:
+            out, _ = await asyncio.to_thread(server.proc.communicate, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("goapp engine serve ran on an address in use") from None
+    text = out.decode()
+    assert server.proc.returncode == 2, text
+    assert "Traceback" not in text and f"cannot listen on 127.0.0.1:{port}" in text, text
 
 
 async def test_serve_makes_a_secret_throttles_wrong_ones_and_refuses_bad_bodies(

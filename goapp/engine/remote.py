@@ -293,6 +293,10 @@ def engine_secret(settings: Any) -> tuple[str, Path | None]:
     return path.read_text().strip(), path
 
 
+class ListenError(Exception):
+    """``goapp engine serve`` cannot listen on its address (in use, not this machine's)."""
+
+
 async def serve_engine(
     engine: KataGoEngine, host: str, port: int, secret: str, stop: asyncio.Event | None = None
 ) -> None:
@@ -300,6 +304,14 @@ async def serve_engine(
     SIGINT/SIGTERM when ``stop`` is None); then close both."""
     runner = web.AppRunner(create_engine_app(engine, secret), access_log=None)
     await runner.setup()
+    try:  # the address first: KataGo is not started (nor tuned) for a server that cannot be
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose a free --listen "
+            "address"
+        ) from None
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -307,7 +319,6 @@ async def serve_engine(
             loop.add_signal_handler(sig, stop.set)
     try:
         await engine.start(wait=False)
-        await web.TCPSite(runner, host, port).start()
         print(f"goapp engine serving KataGo at http://{host}:{port}/v1/", flush=True)
         await stop.wait()
     finally:
@@ -352,7 +363,11 @@ def run_engine_server(settings: Any, listen: str, katago_dir: str | None = None)
     except E.EngineError as exc:
         print(f"goapp: {exc}", file=sys.stderr)
         return 1
-    asyncio.run(serve_engine(engine, host.strip("[]"), int(port), secret))
+    try:
+        asyncio.run(serve_engine(engine, host.strip("[]"), int(port), secret))
+    except ListenError as exc:
+        print(f"goapp: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
