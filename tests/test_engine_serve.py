@@ -28,7 +28,13 @@ import pytest
 from engine_support import until
 from services import free_port
 
-from goapp.engine.remote import FREE_FAILURES, MAX_TAG_CHARS, MIN_SECRET_CHARS, engine_secret
+from goapp.engine.remote import (
+    FREE_FAILURES,
+    MAX_TAG_CHARS,
+    MIN_SECRET_CHARS,
+    AuthThrottle,
+    engine_secret,
+)
 from goapp.engine.setup import KataGoPaths
 
 pytestmark = pytest.mark.timeout(900)  # the session's KataGo fixture may tune OpenCL first
@@ -262,3 +268,31 @@ def test_racing_first_starts_share_one_complete_secret(tmp_path: Path) -> None:
         stored = (tmp_path / f"data{round_}" / "engine_secret").read_text().strip()
         assert seen == {stored}, (round_, seen)
         assert re.fullmatch(r"[0-9a-f]{64}", stored)
+
+
+def test_wrong_secrets_back_off_per_address() -> None:
+    """The throttle's numbers, on a clock of its own: 5 free failures, then 1 s doubling
+    with each further one up to 5 minutes; forgotten 15 minutes after the last, or at a
+    success; each address counted apart."""
+    now = [1000.0]
+    throttle = AuthThrottle(clock=lambda: now[0])
+    for _ in range(FREE_FAILURES - 1):
+        throttle.failed("a")
+        assert throttle.wait("a") == 0
+    waits = []
+    for _ in range(12):
+        throttle.failed("a")
+        waits.append(throttle.wait("a"))
+        now[0] += waits[-1]
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+    assert throttle.wait("b") == 0
+    throttle.failed("a")
+    now[0] += 900.5
+    assert throttle.wait("a") == 0  # forgotten: the next failure is a free one again
+    throttle.failed("a")
+    assert throttle.wait("a") == 0
+    for _ in range(FREE_FAILURES):
+        throttle.failed("b")
+    assert throttle.wait("b") == 1
+    throttle.succeeded("b")
+    assert throttle.wait("b") == 0

@@ -54,6 +54,7 @@ from aiohttp import web
 from goapp.engine import errors as E
 from goapp.engine.katago import AnalysisQuery, AnalysisResult, KataGoEngine, bot_move_query
 from goapp.private_files import make_private_dir, write_new_private_file
+from goapp.server.ratelimit import Backoff
 
 __all__ = [
     "MIN_SECRET_CHARS",
@@ -86,13 +87,12 @@ _ERRORS: dict[str, type[E.EngineError]] = {
 
 #: Shortest secret the engine server accepts (a guessable secret hands out the GPU).
 MIN_SECRET_CHARS = 16
+#: Wrong secrets per client address: 5 cost nothing, then the address is refused for 1 s,
+#: twice that after each further failure, up to 5 minutes; failures are forgotten 15
+#: minutes after the last one. The login back-off's rule (:class:`Backoff`), other numbers.
+SECRET_BACKOFF = Backoff(free=5, base_s=1.0, max_s=300.0, forget_s=900.0)
 #: Wrong secrets a client address may send before it is refused with 429.
-FREE_FAILURES = 5
-#: The first refusal lasts this long; each further failure doubles it, up to the maximum.
-BACKOFF_INITIAL_S = 1.0
-BACKOFF_MAX_S = 300.0
-#: A client's failures are forgotten this long after its last one.
-FAILURE_MEMORY_S = 900.0
+FREE_FAILURES = SECRET_BACKOFF.free
 #: Longest query timeout a client may ask for, and longest tag.
 MAX_TIMEOUT_S = 3600.0
 MAX_TAG_CHARS = 200
@@ -120,14 +120,18 @@ class AnalyzeAnswer(msgspec.Struct):
 
 
 class AuthThrottle:
-    """Wrong-secret failures per client address, in a bounded LRU: after
-    :data:`FREE_FAILURES` of them the address is refused for a back-off that starts at
-    :data:`BACKOFF_INITIAL_S` and doubles with each further failure (up to
-    :data:`BACKOFF_MAX_S`). A success forgets the address's failures."""
+    """Wrong-secret failures per client address, in a bounded LRU: after ``backoff.free``
+    of them the address is refused for ``backoff.delay(failures)`` after each
+    (:data:`SECRET_BACKOFF`). A success forgets the address's failures."""
 
     def __init__(
-        self, *, max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        backoff: Backoff = SECRET_BACKOFF,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.backoff = backoff
         self.max_keys = max_keys
         self.clock = clock
         # address -> (failures, time of the last one, refused until)
@@ -139,7 +143,7 @@ class AuthThrottle:
         if entry is None:
             return 0.0
         now = self.clock()
-        if now - entry[1] > FAILURE_MEMORY_S:
+        if now - entry[1] > self.backoff.forget_s:
             del self._failures[address]
             return 0.0
         return max(0.0, entry[2] - now)
@@ -147,13 +151,10 @@ class AuthThrottle:
     def failed(self, address: str) -> None:
         now = self.clock()
         count, last, _ = self._failures.get(address, (0, now, now))
-        if now - last > FAILURE_MEMORY_S:
+        if now - last > self.backoff.forget_s:
             count = 0
         count += 1
-        until = now
-        if count >= FREE_FAILURES:
-            until = now + min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (count - FREE_FAILURES))
-        self._failures[address] = (count, now, until)
+        self._failures[address] = (count, now, now + self.backoff.delay(count))
         self._failures.move_to_end(address)
         while len(self._failures) > self.max_keys:
             self._failures.popitem(last=False)
