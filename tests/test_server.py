@@ -236,6 +236,32 @@ def test_metrics_have_a_listener_of_their_own(tmp_path: Path) -> None:
     assert f"metrics_listen = '127.0.0.1:{busy}'" in done.stderr, done.stderr[-2000:]
 
 
+@pytest.mark.timeout(90)
+def test_a_port_in_use_is_a_configuration_error(tmp_path: Path) -> None:
+    """The HTTP and WebSocket ports, like metrics_listen: an address in use stops the start
+    with one line naming the setting (exit 2), not a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}
+    env.update(GOAPP_ENGINE="none", GOAPP_METRICS_LISTEN="")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        for name, ports in (("port", (busy, 0)), ("ws_port", (free_port(), busy))):
+            done = subprocess.run(
+                [
+                    *(sys.executable, "-m", "goapp", "serve", "--port", str(ports[0])),
+                    *("--ws-port", str(ports[1]), "--data-dir", str(tmp_path / name)),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            assert done.returncode == 2, done.stderr[-2000:]
+            assert "Traceback" not in done.stderr, done.stderr[-2000:]
+            assert f"configuration error: {name} = {busy} (host = '127.0.0.1')" in done.stderr
+
+
 async def test_readyz_reports_an_unavailable_database(
     tmp_path: Path, aiohttp_client: object
 ) -> None:

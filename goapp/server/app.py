@@ -101,6 +101,17 @@ def create_metrics_app(ctx: ServerContext) -> web.Application:
     return app
 
 
+async def listen_on(runner: web.AppRunner, host: str, port: int, setting: str, fix: str) -> None:
+    """Serve ``runner`` on ``host:port``. An address that cannot be used (in use, not this
+    machine's) is a configuration error naming ``setting`` and saying how to ``fix`` it."""
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise SettingsError(
+            f"{setting}: cannot listen there ({exc.strerror or exc}); {fix}"
+        ) from None
+
+
 async def start_metrics_listener(ctx: ServerContext) -> web.AppRunner | None:
     """Serve :func:`create_metrics_app` on ``metrics_listen`` (None when it is empty).
     An address that cannot be used is a configuration error: goapp does not start."""
@@ -113,14 +124,17 @@ async def start_metrics_listener(ctx: ServerContext) -> web.AppRunner | None:
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise SettingsError(
-            f"metrics_listen = {listen!r}: cannot listen there ({exc.strerror or exc}); "
+        await listen_on(
+            runner,
+            host,
+            port,
+            f"metrics_listen = {listen!r}",
             "choose a free address (another goapp on this machine needs its own), or set "
-            "it empty to turn the metrics listener off"
-        ) from None
+            "it empty to turn the metrics listener off",
+        )
+    except SettingsError:
+        await runner.cleanup()
+        raise
     bound = ", ".join(f"{a[0]}:{a[1]}" for a in runner.addresses)
     log.info("metrics listening", extra={"metrics": bound})
     return runner
@@ -179,14 +193,16 @@ async def serve(settings: Settings) -> None:
         )
         runners.append(runner)
         await runner.setup()
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        busy = "choose a free port (another program may hold it) and an address of this host"
+        await listen_on(runner, settings.host, settings.port, _where(settings, "port"), busy)
         if settings.ws_port:
             ws_runner = web.AppRunner(
                 create_ws_app(ctx), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
             )
             runners.append(ws_runner)
             await ws_runner.setup()
-            await web.TCPSite(ws_runner, settings.host, settings.ws_port).start()
+            where = _where(settings, "ws_port")
+            await listen_on(ws_runner, settings.host, settings.ws_port, where, busy)
         metrics_runner = await start_metrics_listener(ctx)
         if metrics_runner is not None:
             runners.append(metrics_runner)
@@ -220,6 +236,11 @@ async def serve(settings: Settings) -> None:
         for runner in reversed(runners):
             await runner.cleanup()
         await ctx.close()
+
+
+def _where(settings: Settings, name: str) -> str:
+    """``port = 8080 (host = '127.0.0.1')``: the setting a listener's address comes from."""
+    return f"{name} = {getattr(settings, name)} (host = {settings.host!r})"
 
 
 def run_server(settings: Settings) -> int:
