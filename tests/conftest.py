@@ -14,9 +14,11 @@ import pytest
 
 try:  # tests/ as a package or as a plain directory on sys.path
     from .api_support import Api, fast_scrypt, make_api
+    from .engine_support import KATAGO_MODEL
     from .services import pg_cluster, pg_schema_url, pg_url, redis_url
 except ImportError:
     from api_support import Api, fast_scrypt, make_api  # type: ignore[no-redef]
+    from engine_support import KATAGO_MODEL  # type: ignore[no-redef]
     from services import pg_cluster, pg_schema_url, pg_url, redis_url  # type: ignore[no-redef]
 
 from goapp.engine.download import DownloadError, fetch_wheel
@@ -79,7 +81,6 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 # -- KataGo -----------------------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]
-KATAGO_MODEL = REPO.parent / "shared" / "katago" / "g170-b6c96-s175395328-d26788732.bin.gz"
 KATAGO_CACHE = REPO / ".katago"
 
 

@@ -345,7 +345,7 @@ def test_engine_setup_from_the_binary(workdir: Path, katrain_wheel: Path) -> Non
     which is goapp itself there): offline with --wheel/--model, and online over HTTPS with an
     empty environment (no SSL_CERT_FILE: the frozen OpenSSL must find the system's CA
     bundle), completing a download an earlier run left half done (only its end travels)."""
-    from conftest import KATAGO_MODEL
+    from engine_support import KATAGO_MODEL
 
     goapp = str(workdir / "goapp")
     env = clean_env(TMPDIR=str(workdir / "tmp"))

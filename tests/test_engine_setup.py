@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import KATAGO_MODEL
+from engine_support import KATAGO_MODEL
 from services import free_port, unavailable
 
 from goapp.engine.download import (

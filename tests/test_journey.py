@@ -41,11 +41,11 @@ import pytest
 from aiohttp import WSMsgType
 
 try:
-    from .conftest import KATAGO_MODEL
+    from .engine_support import KATAGO_MODEL
     from .nspawn import Container, ContainerError, debian_rootfs, missing_tools
     from .services import free_port, unavailable
 except ImportError:
-    from conftest import KATAGO_MODEL  # type: ignore[no-redef]
+    from engine_support import KATAGO_MODEL  # type: ignore[no-redef]
     from nspawn import (  # type: ignore[no-redef]
         Container,
         ContainerError,
