@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import shutil
 from collections.abc import Sequence
@@ -37,9 +36,9 @@ from goapp.engine.katago import (
     AnalysisQuery,
     AnalysisResult,
 )
+from goapp.engine.setup import configured_paths
 
 if TYPE_CHECKING:
-    from goapp.engine.setup import KataGoPaths
     from goapp.game.state import GameState
     from goapp.settings import Settings
 
@@ -443,42 +442,6 @@ def find_gnugo() -> str | None:
     return found
 
 
-def _katago_paths(settings: Settings, search_cwd: bool = True) -> KataGoPaths:
-    """The configured KataGo (binary, model, writable home), or
-    :class:`EngineUnavailableError` saying what is missing. A binary of your own
-    (``katago_binary``) writes its tuning and caches under DATA_DIR/katago too."""
-    from goapp.engine.setup import KataGoPaths, find_model, installed_paths
-
-    if settings.katago_binary:
-        binary = Path(settings.katago_binary)
-        model = (
-            Path(settings.katago_model)
-            if settings.katago_model
-            else find_model(binary.parent / "models")
-        )
-        paths = KataGoPaths(binary=binary, model=model, home=settings.data_dir / "katago")
-    else:
-        found = None
-        homes = [settings.data_dir / "katago"] + ([Path(".katago")] if search_cwd else [])
-        for home in homes:
-            found = installed_paths(home)
-            if found is not None:
-                break
-        if found is None:
-            raise EngineUnavailableError(
-                "no KataGo: set katago_binary, or run `goapp engine setup --dest "
-                f"{settings.data_dir / 'katago'}`"
-            )
-        paths = found
-        if settings.katago_model:
-            paths = dataclasses.replace(paths, model=Path(settings.katago_model))
-    if not paths.binary.exists():
-        raise EngineUnavailableError(f"KataGo binary {paths.binary} not found")
-    if paths.model is None or not paths.model.exists():
-        raise EngineUnavailableError(f"KataGo model {paths.model} not found (set katago_model)")
-    return paths
-
-
 def open_engine(
     settings: Settings, *, search_cwd: bool = True, **katago_kwargs: Any
 ) -> GameEngine | None:
@@ -499,7 +462,7 @@ def open_engine(
         return KataGoBackend(RemoteEngine(settings.engine_url, settings.engine_secret), "remote")
     if mode in ("auto", "katago"):
         try:
-            paths = _katago_paths(settings, search_cwd)
+            paths = configured_paths(settings, search_cwd)
         except EngineUnavailableError:
             if mode == "katago":
                 raise

@@ -40,13 +40,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import heapq
-import importlib.resources
 import itertools
 import logging
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +63,7 @@ from goapp.engine.errors import (
     QueryCancelledError,
 )
 from goapp.engine.process import signal_group, stop_process
-from goapp.engine.setup import TUNING_LINE, KataGoPaths
+from goapp.engine.setup import TUNING_LINE, KataGoPaths, default_config
 
 __all__ = [
     "PRIORITY_BOT",
@@ -210,22 +207,6 @@ class AnalysisResult(msgspec.Struct, rename="camel"):
     @property
     def visits(self) -> int:
         return self.root_info.visits if self.root_info is not None else 0
-
-
-def default_config(kind: Literal["analysis", "gtp"] = "analysis") -> Path:
-    """Path of a config shipped inside the package (``goapp/engine/configs/KIND.cfg``).
-
-    Works from a source tree, a wheel, and a PyInstaller bundle (package data on disk). When
-    the package is in a zip, the file is copied to the temp folder first."""
-    res = importlib.resources.files("goapp.engine").joinpath("configs", f"{kind}.cfg")
-    if isinstance(res, Path):
-        return res
-    data = res.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    out = Path(tempfile.gettempdir()) / f"goapp-katago-{kind}-{digest}.cfg"
-    if not out.exists():
-        out.write_bytes(data)
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -332,8 +332,7 @@ def run_engine_server(settings: Any, listen: str, katago_dir: str | None = None)
     ``listen`` (``HOST:PORT``) with ``engine_secret``, until SIGTERM."""
     from pathlib import Path
 
-    from goapp.engine.facade import _katago_paths
-    from goapp.engine.setup import installed_paths
+    from goapp.engine.setup import configured_paths, installed_paths
     from goapp.obs.logging import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)
@@ -359,7 +358,7 @@ def run_engine_server(settings: Any, listen: str, katago_dir: str | None = None)
             if paths is None or paths.model is None:
                 raise E.EngineUnavailableError(f"no KataGo binary and model in {katago_dir}")
         else:
-            paths = _katago_paths(settings)
+            paths = configured_paths(settings)
         engine = KataGoEngine.from_paths(paths, settings.katago_config or None)
     except E.EngineError as exc:
         print(f"goapp: {exc}", file=sys.stderr)

@@ -41,6 +41,8 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -53,8 +55,9 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from goapp.engine.download import (
     DownloadError,
@@ -63,6 +66,10 @@ from goapp.engine.download import (
     ProgressFactory,
     fetch_wheel,
 )
+from goapp.engine.errors import EngineUnavailableError
+
+if TYPE_CHECKING:
+    from goapp.settings import Settings
 
 KATRAIN_VERSION = "1.20.0"
 WHEEL_MEMBER = "katrain/KataGo/katago"
@@ -191,6 +198,56 @@ def find_model(models_dir: Path) -> Path | None:
     if not found:
         return None
     return max(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def default_config(kind: Literal["analysis", "gtp"] = "analysis") -> Path:
+    """Path of a config shipped inside the package (``goapp/engine/configs/KIND.cfg``).
+
+    Works from a source tree, a wheel, and a PyInstaller bundle (package data on disk). When
+    the package is in a zip, the file is copied to the temp folder first."""
+    res = importlib.resources.files("goapp.engine").joinpath("configs", f"{kind}.cfg")
+    if isinstance(res, Path):
+        return res
+    data = res.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    out = Path(tempfile.gettempdir()) / f"goapp-katago-{kind}-{digest}.cfg"
+    if not out.exists():
+        out.write_bytes(data)
+    return out
+
+
+def configured_paths(settings: Settings, search_cwd: bool = True) -> KataGoPaths:
+    """The configured KataGo (binary, model, writable home), or
+    :class:`EngineUnavailableError` saying what is missing. A binary of your own
+    (``katago_binary``) writes its tuning and caches under DATA_DIR/katago too."""
+    if settings.katago_binary:
+        binary = Path(settings.katago_binary)
+        model = (
+            Path(settings.katago_model)
+            if settings.katago_model
+            else find_model(binary.parent / "models")
+        )
+        paths = KataGoPaths(binary=binary, model=model, home=settings.data_dir / "katago")
+    else:
+        found = None
+        homes = [settings.data_dir / "katago"] + ([Path(".katago")] if search_cwd else [])
+        for home in homes:
+            found = installed_paths(home)
+            if found is not None:
+                break
+        if found is None:
+            raise EngineUnavailableError(
+                "no KataGo: set katago_binary, or run `goapp engine setup --dest "
+                f"{settings.data_dir / 'katago'}`"
+            )
+        paths = found
+        if settings.katago_model:
+            paths = replace(paths, model=Path(settings.katago_model))
+    if not paths.binary.exists():
+        raise EngineUnavailableError(f"KataGo binary {paths.binary} not found")
+    if paths.model is None or not paths.model.exists():
+        raise EngineUnavailableError(f"KataGo model {paths.model} not found (set katago_model)")
+    return paths
 
 
 def install_katago(
@@ -348,8 +405,6 @@ def tune(
     KataGo tunes OpenCL for this model now (into ``DEST/home``) instead of at the server's
     first start; stop it once it answers. Returns the seconds it took. A model already tuned
     starts in seconds. ``say`` gets the tuning progress lines."""
-    from goapp.engine.katago import default_config
-
     if paths.model is None:
         raise KataGoSetupError("no model to tune for")
     paths.make_dirs()
