@@ -17,6 +17,7 @@ from goapp.server.api.common import RATE_LIMITER
 from goapp.server.app import create_app, create_metrics_app
 from goapp.server.context import ServerContext
 from goapp.server.ratelimit import RateLimiter
+from goapp.server.wiring import close_services, open_services
 from goapp.settings import load_settings
 
 
@@ -130,7 +131,7 @@ async def make_api(
             **(settings_overrides or {}),
         },
     )
-    ctx = await ServerContext.open(settings)
+    ctx = await open_services(settings)
     app = create_app(ctx)
     app[RATE_LIMITER] = limiter if limiter is not None else RateLimiter({})
     try:
@@ -138,4 +139,4 @@ async def make_api(
         yield Api(client, ctx)
         await client.close()
     finally:
-        await ctx.close()
+        await close_services(ctx)

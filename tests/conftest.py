@@ -31,6 +31,7 @@ from goapp.engine.setup import (
     tune,
 )
 from goapp.server.context import ServerContext
+from goapp.server.wiring import close_services, open_services
 from goapp.settings import load_settings
 from goapp.store import Store, open_store
 
@@ -52,11 +53,11 @@ async def api(
 @pytest.fixture
 async def ctx(tmp_path: Path) -> AsyncIterator[ServerContext]:
     """A server context on a fresh SQLite data directory (modules may define their own)."""
-    c = await ServerContext.open(load_settings(env={}, overrides={"data_dir": tmp_path}))
+    c = await open_services(load_settings(env={}, overrides={"data_dir": tmp_path}))
     try:
         yield c
     finally:
-        await c.close()
+        await close_services(c)
 
 
 @pytest.fixture(params=BACKENDS)

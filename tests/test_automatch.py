@@ -27,6 +27,7 @@ from goapp.server.api.common import RATE_LIMITER
 from goapp.server.app import create_app
 from goapp.server.context import ServerContext
 from goapp.server.ratelimit import RateLimiter
+from goapp.server.wiring import close_services, open_services
 from goapp.settings import load_settings
 from goapp.store import Store, open_store
 from goapp.store.records import AutomatchRequest
@@ -379,11 +380,11 @@ async def ctx(tmp_path: Path, store_url: str) -> AsyncIterator[ServerContext]:
             "automatch_interval_s": 0.2,
         },
     )
-    c = await ServerContext.open(settings)
+    c = await open_services(settings)
     try:
         yield c
     finally:
-        await c.close()
+        await close_services(c)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from goapp.engine.katago import KataGoEngine
 from goapp.engine.remote import RemoteEngine
 from goapp.engine.setup import KataGoPaths
 from goapp.game.events import UndoAccepted
+from goapp.server.wiring import use_engine
 from goapp.settings import load_settings
 from goapp.store import open_store
 
@@ -77,7 +78,7 @@ async def test_bot_game_to_the_end_through_the_api(
     aiohttp_client: Client, tmp_path: Path, katago: KataGoPaths
 ) -> None:
     async for api in make_api(aiohttp_client, tmp_path, f"sqlite://{tmp_path}/api.db"):
-        await api.ctx.start_engine(katago_backend(katago))
+        await use_engine(api.ctx, katago_backend(katago))
         await api.register("alice")
         s, err = await api.call(
             "POST",
@@ -269,7 +270,7 @@ async def test_scoring_proposal_from_ownership(
         assert (await api.act("alice", gid, {"type": "pass"}))[0] == 200
         s, err = await api.call("GET", f"/api/games/{gid}/estimate", user="alice")
         assert s == 503 and err["error"]["code"] == "engine_unavailable"
-        await api.ctx.start_engine(katago_backend(katago))
+        await use_engine(api.ctx, katago_backend(katago))
         s, est = await api.call("GET", f"/api/games/{gid}/estimate", user="alice")
         assert s == 200, est
         assert est["dead"] == ["B2"] and est["engine"] == "katago"
@@ -298,7 +299,7 @@ async def test_readyz_engine_states(
 
         # a remote engine nobody answers for: degraded, the server stays ready
         remote = RemoteEngine(f"http://127.0.0.1:{free_port()}", "secret", poll_interval=0.2)
-        await api.ctx.start_engine(KataGoBackend(remote, "remote"))
+        await use_engine(api.ctx, KataGoBackend(remote, "remote"))
 
         async def state_is(want: str, api: Any = api) -> bool:
             s, body = await api.call("GET", "/readyz")
@@ -310,7 +311,7 @@ async def test_readyz_engine_states(
 
         # KataGo: starting (in the background), then up
         backend = katago_backend(katago)
-        await api.ctx.start_engine(backend)
+        await use_engine(api.ctx, backend)
         s, body = await api.call("GET", "/readyz")
         assert s == 200 and body["engine"] in ("starting", "up")
         await until(lambda: state_is("up"), 300, "up")

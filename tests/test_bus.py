@@ -32,6 +32,7 @@ from goapp.server.api.common import RATE_LIMITER
 from goapp.server.app import create_app
 from goapp.server.context import ServerContext
 from goapp.server.ratelimit import Limit, RateLimiter
+from goapp.server.wiring import close_services, open_services
 from goapp.settings import load_settings
 
 try:
@@ -111,13 +112,13 @@ class Cluster:
                 "jwt_secret": self.secret,
             },
         )
-        ctx = await ServerContext.open(settings)
+        ctx = await open_services(settings)
         assert isinstance(ctx.bus, RedisBus)
         ctx.bus.presence_ttl_s = 1.5  # fast heartbeats and reaping in tests
         ctx.bus.audit_interval_s = audit_s
         app = create_app(ctx)
         if limiter is not None:
-            limiter.shared = ctx.bus.buckets  # what ServerContext.open does with its own
+            limiter.shared = ctx.bus.buckets  # what open_services does with its own
         app[RATE_LIMITER] = limiter if limiter is not None else RateLimiter({})
         server = TestServer(app)
         await server.start_server()
@@ -131,7 +132,7 @@ class Cluster:
             await sock.close()
         await node.session.close()
         await node.server.close()
-        await node.ctx.close()
+        await close_services(node.ctx)
         self.nodes.remove(node)
 
 

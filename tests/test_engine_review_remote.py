@@ -26,6 +26,7 @@ from goapp.engine.remote import RemoteEngine
 from goapp.engine.review import ReviewService
 from goapp.engine.setup import KataGoPaths
 from goapp.game.errors import GameError
+from goapp.server.wiring import use_engine
 
 pytestmark = pytest.mark.timeout(1800)  # the session fixture may tune OpenCL first
 
@@ -66,7 +67,7 @@ async def test_review_is_stored_and_served_twice(
         assert (await api.act("bob", gid, {"type": "resign"}))[0] == 200
         s, err = await api.call("POST", f"/api/games/{gid}/review", user="alice")
         assert s == 503 and err["error"]["code"] == "engine_unavailable"  # no engine yet
-        await api.ctx.start_engine(katago_backend(katago))
+        await use_engine(api.ctx, katago_backend(katago))
 
         assert api.ctx.reviews is not None and api.ctx.engine is not None
         api.ctx.reviews.visits = 4  # tiny: 51 positions on 2 CPU cores

@@ -29,6 +29,7 @@ from goapp.engine.facade import GnuGoBackend, Position, find_gnugo
 from goapp.engine.katago import PRIORITY_BOT, PRIORITY_REVIEW, AnalysisQuery, KataGoEngine
 from goapp.engine.setup import KataGoPaths
 from goapp.server.ratelimit import DEFAULT_LIMITS, RateLimiter
+from goapp.server.wiring import stop_engine
 
 pytestmark = pytest.mark.timeout(900)  # the session's KataGo fixture may tune OpenCL first
 
@@ -233,7 +234,7 @@ async def _estimate_checks(api: Api) -> None:
     assert not thinking.done() and not waiting.done()
 
     # the engine stops (as in a shutdown): the requests waiting for it end with 503
-    await api.ctx.stop_engine()
+    await stop_engine(api.ctx)
     for task in (thinking, waiting):
         status, body = await asyncio.wait_for(task, 10)
         assert status == 503, body

@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from goapp.server.app import create_app
-from goapp.server.context import ServerContext
+from goapp.server.wiring import open_services
 from goapp.settings import load_settings
 
 
@@ -266,7 +266,7 @@ async def test_readyz_reports_an_unavailable_database(
     tmp_path: Path, aiohttp_client: object
 ) -> None:
     settings = load_settings(env={}, overrides={"data_dir": str(tmp_path)})
-    ctx = await ServerContext.open(settings)
+    ctx = await open_services(settings)
     store = ctx.store
     client: TestClient = await aiohttp_client(create_app(ctx))  # type: ignore[operator]
     response = await client.get("/readyz")

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from goapp.server import web as spa
 from goapp.server.app import create_app
-from goapp.server.context import ServerContext
+from goapp.server.wiring import close_services, open_services
 from goapp.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,11 +25,11 @@ WEB = REPO / "goapp" / "web"
 @pytest.fixture
 async def client(tmp_path: Path, aiohttp_client: object) -> TestClient:
     settings = load_settings(env={}, overrides={"data_dir": str(tmp_path), "engine": "none"})
-    ctx = await ServerContext.open(settings)
+    ctx = await open_services(settings)
     app = create_app(ctx)
 
     async def close_ctx(app: web.Application) -> None:
-        await ctx.close()
+        await close_services(ctx)
 
     app.on_cleanup.append(close_ctx)
     c: TestClient = await aiohttp_client(app)  # type: ignore[operator]

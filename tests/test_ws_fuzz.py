@@ -25,6 +25,7 @@ from goapp._core import WS_MESSAGE_TYPES
 from goapp.server import ws as gateway
 from goapp.server.app import create_ws_app
 from goapp.server.context import ServerContext
+from goapp.server.wiring import close_services, open_services
 from goapp.settings import load_settings
 
 pytestmark = pytest.mark.timeout(300)
@@ -46,7 +47,7 @@ async def env(
 ) -> AsyncIterator[Env]:
     monkeypatch.setattr(gateway, "MSG_RATE", 1e6)
     monkeypatch.setattr(gateway, "MSG_BURST", 1e6)
-    ctx = await ServerContext.open(load_settings(env={}, overrides={"data_dir": tmp_path}))
+    ctx = await open_services(load_settings(env={}, overrides={"data_dir": tmp_path}))
     ctx.limiter.limits.pop("chat:user")  # no chat budget either
     try:
         a, token = await make_user(ctx, "alice")
@@ -58,7 +59,7 @@ async def env(
         yield Env(ctx, ws, state.game_id)
         await ws.close()
     finally:
-        await ctx.close()
+        await close_services(ctx)
 
 
 json_values = st.recursive(

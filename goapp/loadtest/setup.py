@@ -44,11 +44,10 @@ class Player:
 
 def server_secret(settings: Settings) -> bytes:
     """The token-signing secret the server uses with these settings."""
-    from goapp.server.auth import load_or_create_secret
-    from goapp.server.context import _secret_from_setting
+    from goapp.server.auth import load_or_create_secret, secret_from_setting
 
     if settings.jwt_secret:
-        return _secret_from_setting(settings.jwt_secret)
+        return secret_from_setting(settings.jwt_secret)
     path = settings.data_dir / "jwt_secret"
     if not path.exists():
         raise FileNotFoundError(

@@ -26,6 +26,7 @@ from goapp.server import web as spa
 from goapp.server.api import meta
 from goapp.server.api.common import api_middleware
 from goapp.server.context import CTX, ServerContext
+from goapp.server.wiring import close_services, open_services, stop_engine
 from goapp.settings import Settings, SettingsError, listen_address
 from goapp.store.errors import StoreError
 
@@ -182,7 +183,7 @@ def tune_gc() -> None:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then close sockets, finish queued writes and exit."""
-    ctx = await ServerContext.open(settings, search_cwd=True)
+    ctx = await open_services(settings, search_cwd=True)
     runners: list[web.AppRunner] = []
     sweeper: asyncio.Task[None] | None = None
     notifier = Notifier()  # systemd Type=notify: READY, WATCHDOG while the store answers
@@ -232,10 +233,10 @@ async def serve(settings: Settings) -> None:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-        await ctx.stop_engine()  # first: requests waiting for the engine end now (503)
+        await stop_engine(ctx)  # first: requests waiting for the engine end now (503)
         for runner in reversed(runners):
             await runner.cleanup()
-        await ctx.close()
+        await close_services(ctx)
 
 
 def _where(settings: Settings, name: str) -> str:

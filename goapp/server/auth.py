@@ -123,6 +123,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from goapp.private_files import make_private_dir, write_new_private_file
+from goapp.settings import SettingsError
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
@@ -149,6 +150,7 @@ __all__ = [
     "load_or_create_secret",
     "needs_rehash",
     "new_refresh_token",
+    "secret_from_setting",
     "username_key",
     "validate_password",
     "validate_username",
@@ -636,6 +638,18 @@ def _create_secret(path: Path) -> bool:
     links are not supported it may be empty briefly, and readers retry."""
     text = (secrets.token_bytes(_SECRET_BYTES).hex() + "\n").encode("ascii")
     return write_new_private_file(path, text)
+
+
+def secret_from_setting(value: str) -> bytes:
+    """The secret of the ``jwt_secret`` setting: hex (``openssl rand -hex 32``) or, failing
+    that, the text's bytes; at least 32 bytes, else :class:`SettingsError`."""
+    try:
+        secret = bytes.fromhex(value)
+    except ValueError:
+        secret = value.encode()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise SettingsError("jwt_secret must be at least 32 bytes (64 hex digits)")
+    return secret
 
 
 def load_or_create_secret(path: str | os.PathLike[str], *, allow_insecure: bool = False) -> bytes:

@@ -73,14 +73,13 @@ _ENCODE = msgspec.json.Encoder().encode
 
 
 def setup_routes(app: web.Application) -> None:
-    """Register ``/ws`` on ``app``; hook the hub to the game service and run its ticker
-    while the app runs (several apps may share one hub: both calls are idempotent)."""
+    """Register ``/ws`` on ``app`` and run the hub's ping/idle ticker while the app runs
+    (several apps may share one hub: both calls are idempotent). The hub is hooked to the
+    game service by :func:`goapp.server.wiring.open_services`."""
     app.router.add_get("/ws", ws_handler)
 
     async def start_hub(app: web.Application) -> None:
-        ctx = app[CTX]
-        ctx.bus.attach(ctx.games)
-        ctx.hub.start()
+        app[CTX].hub.start()
 
     async def stop_hub(app: web.Application) -> None:
         await app[CTX].hub.stop()

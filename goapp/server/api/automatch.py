@@ -79,10 +79,7 @@ def request_out(req: AutomatchRequest, now: datetime | None = None) -> Automatch
 
 
 def _service(request: web.Request) -> AutomatchService:
-    svc = ctx_of(request).automatch
-    if svc is None:  # pragma: no cover - ServerContext.open always starts it
-        raise ApiError(503, "automatch_unavailable", "automatch is not running")
-    return svc
+    return ctx_of(request).automatch
 
 
 def _not_found() -> ApiError:

@@ -124,7 +124,6 @@ async def get_estimate(request: web.Request) -> web.Response:
 
 
 async def _review_out(ctx: ServerContext, game_id: int) -> ReviewOut:
-    assert ctx.reviews is not None
     return msgspec.convert(await ctx.reviews.status(game_id), ReviewOut)
 
 
@@ -132,7 +131,6 @@ async def post_review(request: web.Request) -> web.Response:
     require_user_id(request)
     game_id = path_id(request)
     ctx = ctx_of(request)
-    assert ctx.reviews is not None
     try:
         status = await ctx.reviews.request(game_id)
     except (EngineUnavailableError, ReviewBusy) as exc:
