@@ -21,12 +21,14 @@ from goapp.game.state import GameState
 from goapp.rules import Color
 from goapp.store import Store, open_store
 
-
 # The small test model beside the checkout. It lives here, not in conftest.py: benches/ has a
 # conftest.py of its own, and a run that collects both can leave `import conftest` naming that
 # one (test modules that imported KATAGO_MODEL from conftest then failed to collect).
 KATAGO_MODEL = (
-    Path(__file__).resolve().parents[2] / "shared" / "katago" / "g170-b6c96-s175395328-d26788732.bin.gz"
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "katago"
+    / "g170-b6c96-s175395328-d26788732.bin.gz"
 )
 
 
