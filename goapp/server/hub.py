@@ -61,8 +61,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from goapp._core import encode_ws_frame, encode_ws_text_frame
+from goapp.bus.frames import event_json, room_game_id
 from goapp.obs.metrics import BROADCAST_DURATION, WS_CONNECTIONS, WS_DROPPED
-from goapp.server.protocol import room_game_id
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from goapp.game.events import StoredEvent
     from goapp.game.service import GameService
 
-__all__ = ["Conn", "Hub", "event_frame"]
+__all__ = ["Conn", "Hub", "event_frame", "event_json"]
 
 log = logging.getLogger("goapp.ws")
 
@@ -241,18 +241,6 @@ def event_frame(event: StoredEvent) -> bytes:
     "kind", "payload"}`` (the payload holds ``at_ms`` and, for clocked events, ``clock``
     with both players' time and ``server_ms``)."""
     return encode_ws_text_frame(event_json(event))
-
-
-def event_json(event: StoredEvent) -> bytes:
-    return orjson.dumps(
-        {
-            "type": "event",
-            "game_id": event.game_id,
-            "seq": event.seq,
-            "kind": event.kind,
-            "payload": event.payload,
-        }
-    )
 
 
 class Hub:

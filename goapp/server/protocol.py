@@ -9,12 +9,14 @@ frame; the connection stays open.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Annotated, Any
 
 import msgspec
 import orjson
+
+# the room syntax lives with the fan-out (which routes chat by room); re-exported here
+from goapp.bus.frames import MAX_GAME_ID, ROOM_RE, room_game_id
 
 __all__ = [
     "PROTOCOL",
@@ -39,30 +41,10 @@ PROTOCOL = "goapp.v1"
 """The subprotocol name the server echoes (``Sec-WebSocket-Protocol``)."""
 
 MAX_ID_CHARS = 128
-MAX_GAME_ID = 2**63 - 1
 
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)] | int | None
 GameId = Annotated[int, msgspec.Meta(ge=1, le=MAX_GAME_ID)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_GAME_ID)]
-
-
-#: A chat room: ``lobby`` or ``game:ID``, the id in ASCII digits. Never ``str.isdigit`` or
-#: ``\\d`` (Unicode): ``game:`` with a fullwidth 3 would become game 3 under a room name history
-#: never returns, and ``int("²")`` raises.
-ROOM_RE = re.compile(r"lobby|game:[1-9][0-9]{0,18}")
-
-
-def room_game_id(room: str) -> int | None:
-    """The game of a ``game:ID`` room; None for the lobby. ``ValueError`` for anything that
-    is not a room (see :data:`ROOM_RE`)."""
-    if ROOM_RE.fullmatch(room) is None:
-        raise ValueError(f"not a room: {room[:40]!r}")
-    if room == "lobby":
-        return None
-    game_id = int(room[5:])
-    if game_id > MAX_GAME_ID:
-        raise ValueError(f"not a room: {room[:40]!r}")
-    return game_id
 
 
 class _Message(
