@@ -172,7 +172,9 @@ class OrderedDelivery:
                 self._fill(game_id, sync)
 
     async def close(self) -> None:
-        """Cancel the fills in progress."""
+        """Stop: forget every game (a cancelled fill must not start another one) and cancel
+        the fills in progress."""
+        self.syncs.clear()
         fills = list(self._fills)
         for task in fills:
             task.cancel()
