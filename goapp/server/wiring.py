@@ -23,7 +23,6 @@ import logging
 import time
 
 from goapp.bus import open_bus
-from goapp.bus.redis import RedisBus
 from goapp.engine.bots import BotDriver, Estimator
 from goapp.engine.errors import EngineError
 from goapp.engine.facade import GameEngine, open_engine
@@ -84,7 +83,10 @@ async def open_services(settings: Settings, *, search_cwd: bool = False) -> Serv
     bus.attach(games)
     await bus.start()
     limiter = RateLimiter()
-    if isinstance(bus, RedisBus):  # several instances: the buckets live in Redis, shared
+    if settings.redis_url:  # several instances: the buckets live in Redis, on the bus's link
+        from goapp.bus.redis import RedisBus  # (redis is imported only when it is used)
+
+        assert isinstance(bus, RedisBus)
         limiter.shared = SharedBuckets(bus.redis, lambda: bus.up)
 
     # Rate games as they finish and, in the background, those a crash left unrated.
