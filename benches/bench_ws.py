@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_text_frame
+from goapp.bus.conn import Conn
+from goapp.bus.frames import event_json
+from goapp.bus.hub import Hub
 from goapp.game.events import ClockView, Move, PlayerClockView, StoredEvent
-from goapp.server.hub import Conn, Hub, event_json
 from goapp.server.protocol import decode_client
 
 SUBSCRIBERS = 1000

@@ -19,9 +19,10 @@ from goapp._core import (
     encode_ws_frame,
     encode_ws_text_frame,
 )
+from goapp.bus.conn import Conn
+from goapp.bus.hub import Hub
 from goapp.game.events import Pass, StoredEvent
 from goapp.server import protocol, ws
-from goapp.server.hub import Conn, Hub
 
 LENGTHS = [0, 1, 125, 126, 127, 65535, 65536, 70000]
 

@@ -1,6 +1,6 @@
 """Event fan-out between instances: in-process (one instance) or Redis (several).
 
-The hub (:mod:`goapp.server.hub`) delivers frames to this instance's sockets; a bus decides
+The hub (:mod:`goapp.bus.hub`) delivers frames to this instance's sockets; a bus decides
 which frames reach it. The bus never imports the server: what it needs of the hub and of
 the revocations is in :mod:`goapp.bus.ports`, and the few wire-format pieces it uses are in
 :mod:`goapp.bus.frames`.

@@ -1,8 +1,8 @@
 """The pieces of the wire format that the fan-out needs, below the server.
 
-The hub and the bus send an event's JSON (:func:`event_json`) and route chat by room
-(:func:`room_game_id`); :mod:`goapp.server.hub` and :mod:`goapp.server.protocol` re-export
-them, so that the bus never imports the server.
+The hub and the bus send an event's JSON (:func:`event_json`) and its WebSocket frame
+(:func:`event_frame`), and route chat by room (:func:`room_game_id`, which
+:mod:`goapp.server.protocol` re-exports): here, so that the fan-out never imports the server.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["MAX_GAME_ID", "ROOM_RE", "LoggedEvent", "event_json", "room_game_id"]
+from goapp._core import encode_ws_text_frame
+
+__all__ = ["MAX_GAME_ID", "ROOM_RE", "LoggedEvent", "event_frame", "event_json", "room_game_id"]
 
 MAX_GAME_ID = 2**63 - 1
 
@@ -48,6 +50,13 @@ def event_json(event: LoggedEvent) -> bytes:
             "payload": event.payload,
         }
     )
+
+
+def event_frame(event: LoggedEvent) -> bytes:
+    """The WebSocket frame of one committed event: ``{"type": "event", "game_id", "seq",
+    "kind", "payload"}`` (the payload holds ``at_ms`` and, for clocked events, ``clock``
+    with both players' time and ``server_ms``)."""
+    return encode_ws_text_frame(event_json(event))
 
 
 def room_game_id(room: str) -> int | None:

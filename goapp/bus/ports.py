@@ -1,7 +1,10 @@
-"""What the bus needs of the layers it serves, as protocols (so that it imports none of them).
+"""The seams of the fan-out, as protocols (so that its parts import none of each other's
+implementations, and the bus none of the layers it serves).
 
-:class:`goapp.server.hub.Hub` is a :class:`LocalHub` and :class:`goapp.server.auth.Revocations`
-a :class:`RevocationSet`; the composition root (:mod:`goapp.server.wiring`) hands them in.
+:class:`goapp.bus.hub.Hub` is a :class:`LocalHub` (what the Redis bus needs of this
+instance's connections); :class:`goapp.bus.redis.RedisBus` is the hub's :class:`Relay` (the
+other instances); :class:`goapp.server.auth.Revocations` is a :class:`RevocationSet`. The
+composition root (:mod:`goapp.server.wiring`) hands them in.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from goapp.game.service import GameService
 
-__all__ = ["LocalHub", "RevocationSet"]
+__all__ = ["LocalHub", "Relay", "RevocationSet"]
 
 
 class LocalHub(Protocol):
@@ -45,6 +48,27 @@ class LocalHub(Protocol):
     def deliver_watchers(self, game_id: int) -> None: ...
     def send_lobby_frame(self, obj: dict[str, Any]) -> None: ...
     def presence_snapshot(self) -> dict[str, Any]: ...
+
+
+class Relay(Protocol):
+    """The other instances, as the hub sees them (:class:`goapp.bus.redis.RedisBus` is one).
+
+    The hub delivers every frame to its own connections first, then hands it to the relay,
+    which publishes it; the relay delivers what other instances publish through the hub's
+    ``deliver_*`` methods. Without a relay (one instance) the hub is the whole bus."""
+
+    @property
+    def up(self) -> bool: ...
+    def unwatch(self, game_id: int) -> None: ...
+    def lobby(self, frame: bytes, direct: set[int], private: bool) -> None: ...
+    def room(self, room: str, frame: bytes) -> None: ...
+    def user(self, user_id: int, frame: bytes) -> None: ...
+    def disconnect(self, user_id: int, code: int, reason: str) -> None: ...
+    def presence(self, user_id: int, name: str, online: bool) -> bool: ...
+    def online_users(self) -> dict[int, str]: ...
+    def remote_guests(self) -> int: ...
+    def watchers(self, game_id: int, local: int) -> None: ...
+    def remote_watchers(self, game_id: int) -> int: ...
 
 
 class RevocationSet(Protocol):

@@ -82,7 +82,7 @@ log = logging.getLogger("goapp.bus")
 
 
 class RedisBus:
-    """See the module docstring. The hub's relay (:class:`goapp.server.hub.Relay`) and the
+    """See the module docstring. The hub's relay (:class:`goapp.bus.ports.Relay`) and the
     server's :class:`goapp.bus.Bus`."""
 
     def __init__(
@@ -248,7 +248,7 @@ class RedisBus:
             except Exception as exc:
                 log.warning("bus audit failed", extra={"error": str(exc)})
 
-    # -- relay (goapp.server.hub.Relay) ----------------------------------------------------
+    # -- relay (goapp.bus.ports.Relay) -----------------------------------------------------
 
     def lobby(self, frame: bytes, direct: set[int], private: bool) -> None:
         header = {"o": self.instance_id, "k": "lobby", "d": sorted(direct), "p": private}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from goapp.bus import Bus
+from goapp.bus.hub import Hub
 from goapp.engine.bots import BotDriver, Estimator
 from goapp.engine.facade import GameEngine
 from goapp.engine.review import ReviewService
@@ -19,7 +20,6 @@ from goapp.game.service import GameService
 from goapp.match.service import AutomatchService
 from goapp.rating.service import RatingService
 from goapp.server.auth import Revocations
-from goapp.server.hub import Hub
 from goapp.server.ratelimit import KeyedLocks, RateLimiter, SocketCounts
 from goapp.settings import Settings
 from goapp.store import Store

@@ -23,6 +23,7 @@ import logging
 import time
 
 from goapp.bus import open_bus
+from goapp.bus.hub import Hub
 from goapp.engine.bots import BotDriver, Estimator
 from goapp.engine.errors import EngineError
 from goapp.engine.facade import GameEngine, open_engine
@@ -35,7 +36,6 @@ from goapp.private_files import make_private_dir
 from goapp.rating.service import RatingService
 from goapp.server.auth import Revocations, load_or_create_secret, secret_from_setting
 from goapp.server.context import ServerContext
-from goapp.server.hub import Hub
 from goapp.server.ratelimit import KeyedLocks, RateLimiter, SharedBuckets, SocketCounts
 from goapp.settings import Settings
 from goapp.store import Store, open_store

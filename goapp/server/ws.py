@@ -14,7 +14,7 @@ idle socket, which keeps the collector's pauses short at 10k sockets. Every mess
 charged against the connection's message credits on arrival, decoded strictly
 (:mod:`goapp.server.protocol`), dispatched through :func:`goapp._core.dispatch_index` and
 answered with ``ack`` or ``error`` carrying the client's ``id``. Outgoing frames are encoded
-once and written to the transport by the hub (:class:`goapp.server.hub.Conn`), never
+once and written to the transport by the hub (:class:`goapp.bus.conn.Conn`), never
 awaited.
 """
 
@@ -32,6 +32,9 @@ import orjson
 from aiohttp import WebSocketError, WSMsgType, web
 
 from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_frame, encode_ws_text_frame
+from goapp.bus.conn import Conn
+from goapp.bus.frames import event_frame
+from goapp.bus.hub import Hub
 from goapp.game.errors import GameNotFound
 from goapp.obs.metrics import ACTION_LATENCY, WS_MESSAGES
 from goapp.server import protocol as p
@@ -39,7 +42,6 @@ from goapp.server.api.common import client_ip
 from goapp.server.auth import AccessClaims, AuthError, verify_access_token
 from goapp.server.context import CTX, ServerContext
 from goapp.server.errors import INTERNAL_ERROR, ApiError, describe, error_body
-from goapp.server.hub import Conn, Hub, event_frame
 from goapp.server.ws_inbox import Inbox, InboxWebSocketResponse
 
 __all__ = [
