@@ -1343,7 +1343,7 @@ def splitmix64_sequence(uint64_t seed, int n):
 # -- WebSocket gateway hot paths -------------------------------------------------------------
 #
 # The fan-out builds each event's frame once and writes the same bytes to every subscriber
-# (goapp/server/hub.py), so the frame header is built here, not by aiohttp's writer. Server
+# (goapp/bus/subscriptions.py), so the frame header is built here, not by aiohttp's writer. Server
 # frames are never masked (RFC 6455, 5.1) and never compressed (the shared frame requires
 # compress=False on the WebSocketResponse).
 
