@@ -4,6 +4,7 @@ with fake transports where no socket is needed."""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -222,3 +223,37 @@ def test_lobby_events_reach_their_addressees() -> None:
     assert kinds(lobby) == ["challenge_created", "challenge_accepted"]
     assert kinds(bob) == ["challenge_created"]
     assert kinds(carol) == ["challenge_accepted"]
+
+
+def test_chat_reaches_its_room_and_only_live_subscribers() -> None:
+    hub = Hub()
+    lobby, live, replaying, other = (Conn(FakeTransport()) for _ in range(4))
+    for c in (lobby, live, replaying, other):
+        hub.register(c)
+    hub.subscribe_lobby(lobby)
+    hub.subscribe_game(live, 7)
+    hub.go_live(live, 7, 0)
+    hub.subscribe_game(replaying, 7)  # still buffering: it gets events, not chat
+    before = {c: len(c.transport.frames) for c in (lobby, live, replaying, other)}  # type: ignore[attr-defined]
+    hub.publish_room("lobby", b"L")
+    hub.publish_room("game:7", b"G")
+    hub.publish_room("game:x", b"X")  # not a room: dropped, nothing raised
+    got = {c: c.transport.frames[before[c] :] for c in before}  # type: ignore[attr-defined]
+    assert got == {lobby: [b"L"], live: [b"G"], replaying: [], other: []}
+
+
+async def test_the_ping_wheel_spreads_connections_and_closes_the_idle() -> None:
+    hub = Hub(ping_interval=1.0, tick=0.25)
+    conns = [Conn(FakeTransport()) for _ in range(8)]
+    for c in conns:
+        hub.register(c)
+    hub.start()  # 4 buckets: two connections in each
+    try:
+        assert sorted(c.slot for c in conns) == [0, 0, 1, 1, 2, 2, 3, 3]
+        idle, fresh = conns[0], conns[1]
+        idle.last_seen -= hub.idle_timeout + 1
+        hub.pinger.ping_bucket([idle, fresh], time.monotonic())
+        assert idle.closed and idle.transport.aborted  # type: ignore[attr-defined]
+        assert fresh.transport.frames[-1] == encode_ws_frame(0x9, b"") and not fresh.closed  # type: ignore[attr-defined]
+    finally:
+        await hub.stop()
