@@ -28,6 +28,7 @@ from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestServer
 
 from goapp.bus.redis import RedisBus
+from goapp.protocol import Notify
 from goapp.server.api.common import RATE_LIMITER
 from goapp.server.app import create_app
 from goapp.server.context import ServerContext
@@ -403,8 +404,9 @@ async def test_lobby_chat_and_user_frames_cross_instances(cluster: Cluster) -> N
     assert (await recv_type(lobby_b, "chat", room=f"game:{game}"))["text"] == "gg"
 
     # send_user on B reaches alice's socket on A
-    assert b.ctx.hub.send_user(alice, {"type": "notice", "text": "hi"}) == 0
-    assert (await recv_type(lobby_a, "notice"))["text"] == "hi"
+    notice = Notify(kind="your_move", game_id=game, opponent=None, deadline_ms=None)
+    assert b.ctx.hub.send_user(alice, notice) == 0
+    assert (await recv_type(lobby_a, "notify"))["game_id"] == game
 
 
 async def test_presence_is_the_union_and_fires_once(cluster: Cluster) -> None:

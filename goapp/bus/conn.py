@@ -15,9 +15,6 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
-from goapp._core import encode_ws_text_frame
 from goapp.obs.metrics import WS_DROPPED
 
 if TYPE_CHECKING:
@@ -136,9 +133,6 @@ class Conn:
             self.abort("slow")
             return False
         return True
-
-    def send_json(self, obj: Any) -> bool:
-        return self.send(encode_ws_text_frame(orjson.dumps(obj)))
 
     def abort(self, reason: str) -> None:
         """Close at once without a close frame (a client that does not read gets none)."""

@@ -35,9 +35,6 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
-from goapp._core import encode_ws_text_frame
 from goapp.bus.conn import WRITE_BUFFER_LIMIT, Conn
 from goapp.bus.frames import LoggedEvent
 from goapp.bus.lobby import Lobby
@@ -46,6 +43,7 @@ from goapp.bus.pinger import Pinger
 from goapp.bus.rooms import Rooms
 from goapp.bus.subscriptions import GameSubscriptions
 from goapp.obs.metrics import WS_CONNECTIONS
+from goapp.protocol import Presence, ServerFrame, encode_frame
 
 if TYPE_CHECKING:
     from goapp.bus.ports import Relay
@@ -230,13 +228,13 @@ class Hub:
 
     # -- users -----------------------------------------------------------------------------
 
-    def send_user(self, user_id: int, obj: dict[str, Any]) -> int:
-        """Send ``obj`` to every connection of ``user_id`` on every instance (notifications,
+    def send_user(self, user_id: int, frame: ServerFrame) -> int:
+        """Send ``frame`` to every connection of ``user_id`` on every instance (notifications,
         automatch pairings); returns how many connections here got it."""
-        frame = encode_ws_text_frame(orjson.dumps(obj))
+        data = encode_frame(frame)
         if self._relay is not None:
-            self._relay.user(user_id, frame)
-        return self.deliver_user(user_id, frame)
+            self._relay.user(user_id, data)
+        return self.deliver_user(user_id, data)
 
     def deliver_user(self, user_id: int, frame: bytes) -> int:
         n = 0
@@ -278,7 +276,7 @@ class Hub:
     def online(self) -> list[dict[str, Any]]:
         return self.users.online()
 
-    def presence_snapshot(self) -> dict[str, Any]:
+    def presence_snapshot(self) -> Presence:
         return self.users.snapshot()
 
     # -- games (goapp.bus.subscriptions) ---------------------------------------------------
@@ -321,8 +319,9 @@ class Hub:
     def deliver_lobby(self, frame: bytes, direct: set[int], private: bool = False) -> None:
         self.lobby_subs.deliver(frame, direct, private)
 
-    def send_lobby_frame(self, obj: dict[str, Any]) -> None:
-        self.lobby_subs.send_json(obj)
+    def send_lobby_frame(self, frame: Presence) -> None:
+        """A ``presence`` frame to this instance's lobby subscribers (not relayed)."""
+        self.lobby_subs.send_presence(frame)
 
     def publish_room(self, room: str, frame: bytes) -> None:
         """A chat frame for ``"lobby"`` or ``"game:ID"`` (on every instance)."""

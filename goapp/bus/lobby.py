@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from goapp._core import encode_ws_text_frame
+from goapp.protocol import Lobby as LobbyFrame
+from goapp.protocol import Presence, encode_frame
 
 if TYPE_CHECKING:
     from goapp.bus.conn import Conn
@@ -44,9 +43,7 @@ class Lobby:
         it on every connection, subscribed to the lobby or not. With ``only`` (the two
         parties of a direct challenge) those users' connections get it and nobody else:
         a private offer is not the lobby's business."""
-        frame = encode_ws_text_frame(
-            orjson.dumps({"type": "lobby", "kind": kind, "payload": payload})
-        )
+        frame = encode_frame(LobbyFrame(kind=kind, payload=payload))
         private = only is not None
         direct = set(only) if only is not None else addressees(payload)
         if self.relay is not None:
@@ -64,11 +61,11 @@ class Lobby:
                 if conn.user_id in direct and (private or conn not in lobby):
                     conn.send(frame)
 
-    def send_json(self, obj: dict[str, Any]) -> None:
-        """``obj`` to this instance's subscribers (presence); not relayed."""
+    def send_presence(self, frame: Presence) -> None:
+        """A ``presence`` frame to this instance's subscribers; not relayed."""
         if not self.subscribers:
             return
-        self.send(encode_ws_text_frame(orjson.dumps(obj)))
+        self.send(encode_frame(frame))
 
     def send(self, frame: bytes) -> None:
         """A frame to this instance's subscribers (presence, lobby chat); not relayed."""

@@ -15,6 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from goapp.protocol import Presence, UserRef
+
 if TYPE_CHECKING:
     from goapp.bus.conn import Conn
     from goapp.bus.lobby import Lobby
@@ -100,13 +102,12 @@ class OnlineUsers:
         ``fire``, the :attr:`on_presence` callbacks (on one instance only)."""
         if fire:
             self._presence_changed(user_id, online)
-        self.lobby.send_json(
-            {
-                "type": "presence",
-                "joined" if online else "left": [{"id": user_id, "name": name}],
-                **self._counts(),
-            }
-        )
+        who = [UserRef(user_id, name)]
+        users, guests = self._counts()
+        if online:
+            self.lobby.send_presence(Presence(joined=who, users=users, guests=guests))
+        else:
+            self.lobby.send_presence(Presence(left=who, users=users, guests=guests))
 
     def _presence_changed(self, user_id: int, online: bool) -> None:
         if self.stopping:
@@ -136,14 +137,12 @@ class OnlineUsers:
             return self.user_names
         return {**relay.online_users(), **self.user_names}
 
-    def _counts(self) -> dict[str, int]:
+    def _counts(self) -> tuple[int, int]:
+        """How many users and guests are online."""
         relay = self.relay
         if relay is None or not relay.up:
-            return {"users": len(self.user_conns), "guests": self.guests}
-        return {
-            "users": len(self._online_names()),
-            "guests": self.guests + relay.remote_guests(),
-        }
+            return len(self.user_conns), self.guests
+        return len(self._online_names()), self.guests + relay.remote_guests()
 
     def online(self) -> list[dict[str, Any]]:
         """Users with at least one open connection (on any instance while the relay is up):
@@ -151,6 +150,9 @@ class OnlineUsers:
         names = self._online_names()
         return [{"id": uid, "name": names[uid]} for uid in sorted(names)]
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Presence:
         """The lobby's ``presence`` frame on subscribing: everyone online, and the counts."""
-        return {"type": "presence", "online": self.online(), **self._counts()}
+        names = self._online_names()
+        users, guests = self._counts()
+        online = [UserRef(uid, names[uid]) for uid in sorted(names)]
+        return Presence(online=online, users=users, guests=guests)

@@ -27,11 +27,9 @@ from asyncio import current_task
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from goapp._core import encode_ws_text_frame
-from goapp.bus.frames import LoggedEvent, event_json
 from goapp.obs.metrics import BROADCAST_DURATION
+from goapp.protocol import LoggedEvent, Presence, encode_frame, event_json
 
 if TYPE_CHECKING:
     from goapp.bus.conn import Conn
@@ -165,5 +163,5 @@ class GameSubscriptions:
 
     def _send_count(self, game_id: int) -> None:
         if self.games.get(game_id):
-            frame = {"type": "presence", "game_id": game_id, "watchers": self.watchers(game_id)}
-            self.send_frame(game_id, encode_ws_text_frame(orjson.dumps(frame)))
+            frame = Presence(game_id=game_id, watchers=self.watchers(game_id))
+            self.send_frame(game_id, encode_frame(frame))

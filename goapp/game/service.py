@@ -409,7 +409,7 @@ class GameService:
         self,
         game_id: int,
         user_id: int | None,
-        action: Action | bytes | str | dict[str, Any],
+        action: Action | bytes | str | msgspec.Raw | dict[str, Any],
         *,
         request_id: str | None = None,
         lag_ms: int = 0,
@@ -427,7 +427,7 @@ class GameService:
         self,
         game_id: int,
         color: PlayerColor,
-        action: Action | bytes | str | dict[str, Any],
+        action: Action | bytes | str | msgspec.Raw | dict[str, Any],
         *,
         request_id: str | None = None,
     ) -> list[StoredEvent]:
@@ -442,7 +442,7 @@ class GameService:
         game_id: int,
         user_id: int | None,
         bot_color: PlayerColor | None,
-        action: Action | bytes | str | dict[str, Any],
+        action: Action | bytes | str | msgspec.Raw | dict[str, Any],
         request_id: str | None,
         lag_ms: int,
     ) -> list[StoredEvent]:

@@ -1,30 +1,44 @@
-"""The WebSocket protocol: client messages (msgspec structs tagged by ``type``) and the
-server frames (built with orjson). docs/protocol.md is the reference for clients.
-
-Client messages are decoded strictly: an unknown ``type``, an unknown or missing field, a
-wrong type or bad JSON raise :class:`msgspec.ValidationError`/:class:`msgspec.DecodeError`
-(both :class:`msgspec.DecodeError`), which the gateway answers with a ``bad_message`` error
-frame; the connection stays open.
-"""
+"""The WebSocket protocol, as the server used to import it: it moved to :mod:`goapp.protocol`
+(below the server, so that the game, automatch and the fan-out build their frames from the
+same structs). Re-exported here for the code that still imports this path."""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
-
-import msgspec
-import orjson
-
-# the room syntax lives with the fan-out (which routes chat by room); re-exported here
-from goapp.bus.frames import MAX_GAME_ID, ROOM_RE, room_game_id
+from goapp.protocol import (
+    MAX_GAME_ID,
+    MAX_ID_CHARS,
+    MAX_LAG_MS,
+    PROTOCOL,
+    ROOM_RE,
+    Action,
+    Auth,
+    Chat,
+    ClientMessage,
+    Error,
+    Hello,
+    Ping,
+    Subscribe,
+    SubscribeLobby,
+    Unsubscribe,
+    UnsubscribeLobby,
+    decode_client,
+    encode,
+    encode_frame,
+    room_game_id,
+    server_time_ms,
+)
 
 __all__ = [
+    "MAX_GAME_ID",
+    "MAX_ID_CHARS",
+    "MAX_LAG_MS",
     "PROTOCOL",
     "ROOM_RE",
     "Action",
     "Auth",
     "Chat",
     "ClientMessage",
+    "Error",
     "Hello",
     "Ping",
     "Subscribe",
@@ -32,123 +46,14 @@ __all__ = [
     "Unsubscribe",
     "UnsubscribeLobby",
     "decode_client",
+    "encode",
+    "encode_frame",
     "error_frame",
     "room_game_id",
     "server_time_ms",
 ]
 
-PROTOCOL = "goapp.v1"
-"""The subprotocol name the server echoes (``Sec-WebSocket-Protocol``)."""
 
-MAX_ID_CHARS = 128
-
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)] | int | None
-GameId = Annotated[int, msgspec.Meta(ge=1, le=MAX_GAME_ID)]
-Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_GAME_ID)]
-
-
-class _Message(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
-):
-    """Base of every client message: ``id`` (optional) is echoed in the ack or error."""
-
-    id: ClientId = None
-
-
-class Hello(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="hello"):
-    """Optional first message; ``resume`` maps game ids to the last seq the client has (it
-    subscribes to each and replays what was missed)."""
-
-    resume: dict[GameId, Seq] | None = None
-
-
-class Subscribe(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="subscribe"):
-    """Watch a game: full ``state`` first, or with ``since`` the events after that seq."""
-
-    game_id: GameId
-    since: Seq | None = None
-
-
-class Unsubscribe(
-    _Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="unsubscribe"
-):
-    game_id: GameId
-
-
-class SubscribeLobby(
-    _Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="subscribe_lobby"
-):
-    pass
-
-
-class UnsubscribeLobby(
-    _Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="unsubscribe_lobby"
-):
-    pass
-
-
-#: Larger lag claims are refused outright (the clock would not credit them anyway).
-MAX_LAG_MS = 10_000
-
-
-class Action(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="action"):
-    """A game action, the body of ``POST /api/action`` plus ``type`` and ``id``.
-    ``request_id`` is the idempotency key (only when given)."""
-
-    game_id: GameId
-    action: dict[str, Any]
-    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)] | None = None
-    #: The network lag the client measured (half its ping round trip). The clock credits it
-    #: only up to the player's lag quota (goapp.rules.clock), so claiming more gains nothing.
-    lag_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_LAG_MS)] = 0
-
-
-class Chat(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="chat"):
-    room: Annotated[str, msgspec.Meta(max_length=32)]
-    text: str
-
-
-class Ping(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="ping"):
-    """``t`` (any number, e.g. the client's clock) is echoed in the pong."""
-
-    t: float | None = None
-
-
-class Auth(_Message, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="auth"):
-    """A fresh access token for this connection (extends it past the old token's expiry)."""
-
-    token: Annotated[str, msgspec.Meta(max_length=4096)]
-
-
-ClientMessage = (
-    Hello
-    | Subscribe
-    | Unsubscribe
-    | SubscribeLobby
-    | UnsubscribeLobby
-    | Action
-    | Chat
-    | Ping
-    | Auth
-)
-
-_decoder = msgspec.json.Decoder(ClientMessage)
-
-
-def decode_client(data: str | bytes) -> ClientMessage:
-    """One client message; raises ``msgspec.DecodeError`` (or ``ValidationError``)."""
-    return _decoder.decode(data)
-
-
-def server_time_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def dumps(frame: dict[str, Any]) -> bytes:
-    """The JSON of a server frame."""
-    return orjson.dumps(frame)
-
-
-def error_frame(msg_id: str | int | None, body: dict[str, Any]) -> bytes:
+def error_frame(msg_id: str | int | None, body: dict[str, object]) -> bytes:
     """``{"type": "error", "id": ..., "error": {...}}`` from a :func:`describe` body."""
-    return orjson.dumps({"type": "error", "id": msg_id, **body})
+    return encode(Error(id=msg_id, error=body["error"]))  # type: ignore[arg-type]

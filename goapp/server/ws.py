@@ -31,13 +31,13 @@ import msgspec
 import orjson
 from aiohttp import WebSocketError, WSMsgType, web
 
-from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_frame, encode_ws_text_frame
+from goapp import protocol as p
+from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_frame
 from goapp.bus.conn import Conn
-from goapp.bus.frames import event_frame
 from goapp.bus.hub import Hub
-from goapp.game.errors import GameNotFound
+from goapp.game.errors import BadAction, GameNotFound
 from goapp.obs.metrics import ACTION_LATENCY, WS_MESSAGES
-from goapp.server import protocol as p
+from goapp.protocol import event_frame
 from goapp.server.api.common import client_ip
 from goapp.server.auth import AccessClaims, AuthError, verify_access_token
 from goapp.server.context import CTX, ServerContext
@@ -71,7 +71,6 @@ _ACTION_LATENCY = ACTION_LATENCY.labels(via="ws")
 _MESSAGE_COUNTERS = tuple(WS_MESSAGES.labels(type=t) for t in WS_MESSAGE_TYPES)
 _BAD_MESSAGE_COUNTER = WS_MESSAGES.labels(type="invalid")
 PONG_EMPTY = encode_ws_frame(0xA, b"")
-_ENCODE = msgspec.json.Encoder().encode
 
 
 def setup_routes(app: web.Application) -> None:
@@ -203,23 +202,24 @@ async def _serve(
         _arm_expiry(conn, claims.exp)
     chat = ctx.limiter.limits.get("chat:user")
     try:
-        conn.send_json(
-            {
-                "type": "welcome",
-                "user": None if claims is None else {"id": conn.user_id, "name": conn.name},
-                "server_time": p.server_time_ms(),
-                "protocol": p.PROTOCOL,
-                "instance": ctx.bus.instance_id,
-                "limits": {
-                    "max_msg_size": MAX_MSG_SIZE,
-                    "msg_rate": MSG_RATE,
-                    "msg_burst": MSG_BURST,
-                    "chat_rate": None if chat is None else chat.per_s,
-                    "chat_burst": None if chat is None else chat.burst,
-                    "max_chat_chars": MAX_CHAT_CHARS,
-                    "max_subscriptions": MAX_SUBSCRIPTIONS,
-                },
-            }
+        conn.send(
+            p.encode_frame(
+                p.Welcome(
+                    user=None if claims is None else p.UserRef(int(claims.sub), claims.name),
+                    server_time=p.server_time_ms(),
+                    protocol=p.PROTOCOL,
+                    instance=ctx.bus.instance_id,
+                    limits=p.Limits(
+                        max_msg_size=MAX_MSG_SIZE,
+                        msg_rate=MSG_RATE,
+                        msg_burst=MSG_BURST,
+                        chat_rate=None if chat is None else chat.per_s,
+                        chat_burst=None if chat is None else chat.burst,
+                        max_chat_chars=MAX_CHAT_CHARS,
+                        max_subscriptions=MAX_SUBSCRIPTIONS,
+                    ),
+                )
+            )
         )
         reader.start(ws.inbox)
         await conn.done
@@ -360,11 +360,16 @@ class _Reader:
 
 
 def _error(conn: Conn, msg_id: Any, code: str, message: str, **details: Any) -> None:
-    conn.send(encode_ws_text_frame(p.error_frame(msg_id, error_body(code, message, **details))))
+    _send_error(conn, msg_id, error_body(code, message, **details))
+
+
+def _send_error(conn: Conn, msg_id: Any, body: dict[str, Any]) -> None:
+    """An ``error`` frame from a :func:`~goapp.server.errors.describe` body."""
+    conn.send(p.encode_frame(p.Error(id=msg_id, error=body["error"])))
 
 
 def _ack(conn: Conn, msg_id: Any, **fields: Any) -> None:
-    conn.send(encode_ws_text_frame(orjson.dumps({"type": "ack", "id": msg_id, **fields})))
+    conn.send(p.encode_frame(p.Ack(id=msg_id, **fields)))
 
 
 def _take_credit(conn: Conn, now: float) -> bool:
@@ -397,7 +402,7 @@ async def _on_text(ctx: ServerContext, hub: Hub, conn: Conn, data: str) -> None:
             body = INTERNAL_ERROR
         else:
             body = described[1]
-        conn.send(encode_ws_text_frame(p.error_frame(msg.id, body)))
+        _send_error(conn, msg.id, body)
 
 
 def _peek_id(data: str) -> Any:
@@ -429,7 +434,7 @@ async def on_hello(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
             if described is None:
                 raise
             body = {"error": {**described[1]["error"], "game_id": game_id}}
-            conn.send(encode_ws_text_frame(p.error_frame(msg.id, body)))
+            _send_error(conn, msg.id, body)
             continue
         if ok:
             resumed[str(game_id)] = since
@@ -456,13 +461,7 @@ async def _subscribe(
         if since is None:
             view = await ctx.games.view(game_id)
             sent = view.seq
-            conn.send(
-                encode_ws_text_frame(
-                    msgspec.json.encode(
-                        {"type": "state", "game_id": game_id, "seq": view.seq, "view": view}
-                    )
-                )
-            )
+            conn.send(p.encode_frame(p.State(game_id=game_id, seq=view.seq, view=view)))
         else:
             events = await ctx.games.events_since(game_id, since)
             if not events and since == 0:
@@ -507,7 +506,7 @@ async def on_unsubscribe(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> 
 async def on_subscribe_lobby(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     hub.subscribe_lobby(conn)
     _ack(conn, msg.id)
-    conn.send_json(hub.presence_snapshot())
+    conn.send(p.encode_frame(hub.presence_snapshot()))
 
 
 async def on_unsubscribe_lobby(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
@@ -523,36 +522,40 @@ async def on_action(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     t0 = time.perf_counter()
     # Only an explicit request_id makes an action idempotent: message ids are per connection
     # and may restart after a reconnect, so they must never select an earlier action.
-    # The action goes on as JSON bytes, not as the dict the protocol decoded: the game
-    # service decodes bytes with a prebuilt msgspec Decoder (0.3 us), while a dict goes
-    # through msgspec.convert, which re-walks the Action union on every call (12 us, 3-5%
-    # of the server's CPU per move at 10k sockets). The dict came from JSON, so the
-    # round trip accepts and refuses the same actions, with the same messages.
+    # The action is still its raw JSON (goapp.protocol.Action): the game service decodes it
+    # once, straight into its action union, with a prebuilt msgspec Decoder (0.3 us; a dict
+    # through msgspec.convert re-walks the union on every call: 12 us). So an action is
+    # never a dict, and the WebSocket refuses the same actions as HTTP, with the same
+    # messages.
     # The events this action publishes for this socket are held and go out with the ack
     # in one write (Conn.hold_for). On an error (e.g. a flag that fell: its timeout events
     # were committed and published) the held frames go out alone, then the error frame.
     conn.hold_for(asyncio.current_task())
     ack = b""
     try:
-        events = await ctx.games.act(
-            msg.game_id,
-            conn.user_id,
-            _ENCODE(msg.action),
-            request_id=msg.request_id,
-            lag_ms=msg.lag_ms,
-        )
+        try:
+            events = await ctx.games.act(
+                msg.game_id,
+                conn.user_id,
+                msg.action,
+                request_id=msg.request_id,
+                lag_ms=msg.lag_ms,
+            )
+        except BadAction:
+            if p.action_is_object(msg.action):
+                raise
+            _BAD_MESSAGE_COUNTER.inc()  # not even an action: the protocol's refusal
+            _error(conn, msg.id, "bad_message", "Expected `object` - at `$.action`")
+            return
         _ACTION_LATENCY.observe(time.perf_counter() - t0)
-        body = {
-            "type": "ack",
-            "id": msg.id,
-            "game_id": msg.game_id,
-            "seq": events[-1].seq if events else None,
-            "events": [
-                {"game_id": e.game_id, "seq": e.seq, "kind": e.kind, "payload": e.payload}
-                for e in events
-            ],
-        }
-        ack = encode_ws_text_frame(orjson.dumps(body))
+        ack = p.encode_frame(
+            p.Ack(
+                id=msg.id,
+                game_id=msg.game_id,
+                seq=events[-1].seq if events else None,
+                events=[p.event_record(e) for e in events],
+            )
+        )
     finally:
         conn.release(ack)
 
@@ -593,16 +596,13 @@ async def on_chat(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
         )
         return
     line = await ctx.store.add_chat(room, conn.user_id, text)
-    frame = encode_ws_text_frame(
-        orjson.dumps(
-            {
-                "type": "chat",
-                "room": room,
-                "id": line.id,
-                "user": {"id": conn.user_id, "name": conn.name},
-                "text": line.text,
-                "created": line.created_at.isoformat(),
-            }
+    frame = p.encode_frame(
+        p.ChatLine(
+            room=room,
+            id=line.id,
+            user=p.UserRef(conn.user_id, conn.name),
+            text=line.text,
+            created=line.created_at.isoformat(),
         )
     )
     _ack(conn, msg.id, chat_id=line.id)
@@ -616,7 +616,7 @@ def _has_controls(text: str) -> bool:
 
 async def on_ping(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     assert isinstance(msg, p.Ping)
-    conn.send_json({"type": "pong", "id": msg.id, "t": msg.t, "server_time": p.server_time_ms()})
+    conn.send(p.encode_frame(p.Pong(id=msg.id, t=msg.t, server_time=p.server_time_ms())))
 
 
 async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
@@ -627,7 +627,7 @@ async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     except (AuthError, ApiError) as exc:
         described = describe(exc)
         assert described is not None
-        conn.send(encode_ws_text_frame(p.error_frame(msg.id, described[1])))
+        _send_error(conn, msg.id, described[1])
         return
     user_id = int(claims.sub)
     if conn.user_id is not None and conn.user_id != user_id:
@@ -647,7 +647,7 @@ async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
             return
     hub.set_user(conn, user_id, claims.name)
     _arm_expiry(conn, claims.exp)
-    _ack(conn, msg.id, user={"id": user_id, "name": claims.name}, exp=claims.exp)
+    _ack(conn, msg.id, user=p.UserRef(user_id, claims.name), exp=claims.exp)
 
 
 Handler = Callable[[ServerContext, Hub, Conn, Any], Awaitable[None]]
