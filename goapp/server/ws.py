@@ -12,7 +12,7 @@ client's actions are applied in the order it sent them). Frames come straight fr
 aiohttp's parser (:mod:`goapp.server.ws_inbox`, :class:`_Reader`): no task waits on an
 idle socket, which keeps the collector's pauses short at 10k sockets. Every message is
 charged against the connection's message credits on arrival, decoded strictly
-(:mod:`goapp.server.protocol`), dispatched through :func:`goapp._core.dispatch_index` and
+(:mod:`goapp.protocol`), dispatched by the message's class (``_DISPATCH``) and
 answered with ``ack`` or ``error`` carrying the client's ``id``. Outgoing frames are encoded
 once and written to the transport by the hub (:class:`goapp.bus.conn.Conn`), never
 awaited.
@@ -32,7 +32,7 @@ import orjson
 from aiohttp import WebSocketError, WSMsgType, web
 
 from goapp import protocol as p
-from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_frame
+from goapp._core import encode_ws_frame
 from goapp.bus.conn import Conn
 from goapp.bus.hub import Hub
 from goapp.game.errors import BadAction, GameNotFound
@@ -68,7 +68,7 @@ MAX_SUBSCRIPTIONS = 64
 CLOSE_TIMEOUT_S = 5.0
 
 _ACTION_LATENCY = ACTION_LATENCY.labels(via="ws")
-_MESSAGE_COUNTERS = tuple(WS_MESSAGES.labels(type=t) for t in WS_MESSAGE_TYPES)
+_MESSAGE_COUNTERS = tuple(WS_MESSAGES.labels(type=t) for t in p.CLIENT_TYPES)
 _BAD_MESSAGE_COUNTER = WS_MESSAGES.labels(type="invalid")
 PONG_EMPTY = encode_ws_frame(0xA, b"")
 
@@ -389,16 +389,14 @@ async def _on_text(ctx: ServerContext, hub: Hub, conn: Conn, data: str) -> None:
         _BAD_MESSAGE_COUNTER.inc()
         _error(conn, _peek_id(data), "bad_message", str(exc))
         return
-    tag = msg.__struct_config__.tag
-    assert isinstance(tag, str)
-    index = dispatch_index(tag)
+    index = _DISPATCH[msg.__class__]
     _MESSAGE_COUNTERS[index].inc()
     try:
         await _HANDLERS[index](ctx, hub, conn, msg)
     except Exception as exc:
         described = describe(exc)
         if described is None:
-            log.exception("websocket message %s failed", tag)
+            log.exception("websocket message %s failed", p.CLIENT_TYPES[index])
             body = INTERNAL_ERROR
         else:
             body = described[1]
@@ -420,7 +418,7 @@ def _peek_id(data: str) -> Any:
     return None
 
 
-# -- handlers (indexed by dispatch_index: the order of WS_MESSAGE_TYPES) -----------------------
+# -- handlers (in the order of goapp.protocol.CLIENT_MESSAGES) --------------------------------
 
 
 async def on_hello(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
@@ -663,4 +661,6 @@ _HANDLERS: tuple[Handler, ...] = (
     on_ping,
     on_auth,
 )
-assert len(_HANDLERS) == len(WS_MESSAGE_TYPES)
+assert len(_HANDLERS) == len(p.CLIENT_MESSAGES)
+#: A client message's class -> its handler's index (and its counter's).
+_DISPATCH: dict[type, int] = {cls: i for i, cls in enumerate(p.CLIENT_MESSAGES)}
