@@ -48,7 +48,6 @@ __all__ = [
     "ClientMessage",
     "Error",
     "Event",
-    "EventRecord",
     "Hello",
     "Limits",
     "Lobby",
@@ -266,23 +265,15 @@ class Welcome(_Frame, frozen=True, kw_only=True, tag="welcome"):
     limits: Limits
 
 
-class EventRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A committed event inside an action's ``ack``."""
-
-    game_id: int
-    seq: int
-    kind: str
-    payload: Any
-
-
 class Ack(_Frame, frozen=True, kw_only=True, tag="ack"):
     """The answer to a client message with its ``id``; the other fields depend on the
-    message (see docs/protocol.md, "Client → server")."""
+    message (see docs/protocol.md, "Client → server"). An action's ack carries the
+    ``seq`` of its last event, not the events: the mover gets them as ``event`` frames
+    like every subscriber (just before the ack, in the same write)."""
 
     id: Any
     game_id: int | UnsetType = UNSET
     seq: int | UnsetType | None = UNSET
-    events: list[EventRecord] | UnsetType = UNSET
     watchers: int | UnsetType = UNSET
     chat_id: int | UnsetType = UNSET
     resumed: dict[str, int] | UnsetType = UNSET
@@ -445,7 +436,3 @@ def event_frame(event: LoggedEvent) -> bytes:
     """The WebSocket frame of one committed event (the payload holds ``at_ms`` and, for
     clocked events, ``clock`` with both players' time and ``server_ms``)."""
     return encode_ws_text_frame(event_json(event))
-
-
-def event_record(event: LoggedEvent) -> EventRecord:
-    return EventRecord(game_id=event.game_id, seq=event.seq, kind=event.kind, payload=event.payload)

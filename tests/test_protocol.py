@@ -113,7 +113,7 @@ FRAMES: list[msgspec.Struct] = [
         ),
     ),
     p.Ack(id="a1"),
-    p.Ack(id=3, game_id=42, seq=None, events=[]),
+    p.Ack(id=3, game_id=42, seq=None),
     p.Error(id=None, error={"code": "bad_message", "message": "no"}),
     p.State(game_id=42, seq=0, view={"phase": "playing"}),
     p.Event(game_id=42, seq=1, kind="pass", payload={"color": "black"}),

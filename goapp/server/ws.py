@@ -546,13 +546,10 @@ async def on_action(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
             _error(conn, msg.id, "bad_message", "Expected `object` - at `$.action`")
             return
         _ACTION_LATENCY.observe(time.perf_counter() - t0)
+        # The events themselves are not repeated here: a subscribed mover gets them as
+        # event frames, written with this ack in one write (see hold_for above).
         ack = p.encode_frame(
-            p.Ack(
-                id=msg.id,
-                game_id=msg.game_id,
-                seq=events[-1].seq if events else None,
-                events=[p.event_record(e) for e in events],
-            )
+            p.Ack(id=msg.id, game_id=msg.game_id, seq=events[-1].seq if events else None)
         )
     finally:
         conn.release(ack)
