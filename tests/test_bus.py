@@ -294,8 +294,8 @@ async def test_gap_is_filled_from_the_log(cluster: Cluster) -> None:
     # a message published out of order and twice changes nothing
     import redis.asyncio as aioredis
 
-    from goapp.bus.frames import event_json
     from goapp.bus.wire import game_channel, message
+    from goapp.protocol import event_json
 
     r = aioredis.Redis.from_url(cluster.redis.url)
     try:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from goapp.bus.frames import LoggedEvent, event_json
 from goapp.bus.ordering import OrderedDelivery
+from goapp.protocol import LoggedEvent, event_json
 from goapp.store import Event, NewGame, Store, open_store
 
 

@@ -2,8 +2,8 @@
 
 The hub (:mod:`goapp.bus.hub`) delivers frames to this instance's sockets; a bus decides
 which frames reach it. The bus never imports the server: what it needs of the hub and of
-the revocations is in :mod:`goapp.bus.ports`, and the few wire-format pieces it uses are in
-:mod:`goapp.bus.frames`.
+the revocations is in :mod:`goapp.bus.ports`, and the frames it sends come from
+:mod:`goapp.protocol`, below both.
 
 * :class:`LocalBus` (no ``redis_url``): the hub is hooked straight to the game service's
   commits. Exactly the single-instance behaviour; ``/readyz`` reports the bus ``absent``.

@@ -36,14 +36,13 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from goapp.bus.conn import WRITE_BUFFER_LIMIT, Conn
-from goapp.bus.frames import LoggedEvent
 from goapp.bus.lobby import Lobby
 from goapp.bus.online import OnlineUsers
 from goapp.bus.pinger import Pinger
 from goapp.bus.rooms import Rooms
 from goapp.bus.subscriptions import GameSubscriptions
 from goapp.obs.metrics import WS_CONNECTIONS
-from goapp.protocol import Presence, ServerFrame, encode_frame
+from goapp.protocol import LoggedEvent, Presence, ServerFrame, encode_frame
 
 if TYPE_CHECKING:
     from goapp.bus.ports import Relay

@@ -22,8 +22,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from goapp.bus.frames import LoggedEvent, event_json
 from goapp.obs import metrics
+from goapp.protocol import LoggedEvent, event_json
 
 __all__ = ["GameSync", "OrderedDelivery"]
 

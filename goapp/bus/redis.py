@@ -62,7 +62,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis.asyncio as aioredis
 
-from goapp.bus.frames import event_json, room_game_id
 from goapp.bus.ordering import OrderedDelivery
 from goapp.bus.presence import SharedPresence
 from goapp.bus.revocations import SharedRevocations
@@ -70,6 +69,7 @@ from goapp.bus.transport import OUTBOX_LIMIT, REDIS_ERRORS, RedisTransport
 from goapp.bus.watchers import WatcherCounts
 from goapp.bus.wire import LOBBY, USER, channel_game, game_channel, message, parse
 from goapp.obs import metrics
+from goapp.protocol import event_json, room_game_id
 
 if TYPE_CHECKING:
     from goapp.bus.ports import LocalHub, RevocationSet

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from goapp.bus.frames import room_game_id
+from goapp.protocol import room_game_id
 
 if TYPE_CHECKING:
     from goapp.bus.lobby import Lobby
