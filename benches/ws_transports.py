@@ -65,16 +65,23 @@ class Groups:
     member of G; ``c``: the server's CPU seconds; ``g``: a full collection, then the number
     of GC-tracked objects and the 60 most common types."""
 
-    def __init__(self) -> None:
+    def __init__(self, send: Any, broadcast: Any = None) -> None:
         self.groups: dict[int, list[Any]] = collections.defaultdict(list)
+        self.send = send  # send(conn, data): one text message
+        self.broadcast = broadcast or self._broadcast  # broadcast(members, data)
 
-    def on_text(self, conn: Any, text: str, send: Any) -> None:
+    def _broadcast(self, members: list[Any], data: bytes) -> None:
+        send = self.send
+        for member in members:
+            send(member, data)
+
+    def on_text(self, conn: Any, text: str) -> None:
+        send = self.send
         kind = text[:1]
         if kind == "p":
-            members = self.groups.get(int(text[2 : text.index(" ", 2)]), ())
-            data = text.encode()
-            for member in members:
-                send(member, data)
+            members = self.groups.get(int(text[2 : text.index(" ", 2)]))
+            if members:
+                self.broadcast(members, text.encode())
         elif kind == "j":
             self.groups[int(text[2:])].append(conn)
             send(conn, b"ok")
@@ -110,10 +117,15 @@ async def serve_hooked(port: int, ready: Any) -> None:
     from goapp._core import encode_ws_text_frame
     from goapp.server.ws_inbox import InboxWebSocketResponse
 
-    groups = Groups()
-
     def send(conn: Any, data: bytes) -> None:
         conn.write(encode_ws_text_frame(data))
+
+    def broadcast(members: list[Any], data: bytes) -> None:
+        frame = encode_ws_text_frame(data)  # framed once for every member, as the hub does
+        for conn in members:
+            conn.write(frame)
+
+    groups = Groups(send, broadcast)
 
     async def handler(request: web.Request) -> web.StreamResponse:
         transport = request.transport
@@ -122,7 +134,7 @@ async def serve_hooked(port: int, ready: Any) -> None:
 
         def on_frame(msg: Any) -> bool:
             if msg.type is WSMsgType.TEXT:
-                groups.on_text(transport, msg.data, send)
+                groups.on_text(transport, msg.data)
                 return True
             if msg.type is WSMsgType.PING:
                 transport.write(b"\x8a\x00")
@@ -153,11 +165,12 @@ async def serve_hooked(port: int, ready: Any) -> None:
 async def serve_aiohttp(port: int, ready: Any) -> None:
     from aiohttp import WSMsgType, web
 
-    groups = Groups()
     pending: list[Any] = []
 
     def send(ws: Any, data: bytes) -> None:
         pending.append(ws.send_frame(data, WSMsgType.TEXT))
+
+    groups = Groups(send)
 
     async def handler(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(protocols=("goapp.v1",), max_msg_size=MAX_MSG_SIZE)
@@ -165,7 +178,7 @@ async def serve_aiohttp(port: int, ready: Any) -> None:
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
-                    groups.on_text(ws, msg.data, send)
+                    groups.on_text(ws, msg.data)
                     while pending:  # the public API's sends are coroutines
                         await pending.pop()
         finally:
@@ -192,17 +205,18 @@ async def serve_picows(
 ) -> None:
     from picows import WSListener, WSMsgType, ws_create_server
 
-    groups = Groups()
     text = WSMsgType.TEXT
 
     def send(transport: Any, data: bytes) -> None:
         transport.send(text, data)
 
+    groups = Groups(send)
+
     class Listener(WSListener):  # type: ignore[misc]
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             kind = frame.msg_type
             if kind == text:
-                groups.on_text(transport, frame.get_payload_as_utf8_text(), send)
+                groups.on_text(transport, frame.get_payload_as_utf8_text())
             elif kind == WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code())
                 transport.disconnect()
