@@ -95,6 +95,8 @@ class Groups:
             young = len(gc.get_objects(0))
             gc.enable()
             send(conn, f"y {young}".encode())
+        elif kind == "k":  # what a full collection finds unreachable (and frees)
+            send(conn, f"k {gc.collect()}".encode())
         elif kind == "c":
             send(conn, f"c {time.process_time()!r}".encode())
         elif kind == "g":
@@ -399,6 +401,16 @@ async def run_one(transport: str, args: argparse.Namespace, server_cpu: int | No
             await asyncio.sleep(0.02)
         cpu1 = await cpu()
         lat = sorted(probe.latencies)
+
+        # The sockets go away (dropped, as a vanished client does): the reference cycles they
+        # leave for a full collection, and whatever stays after it.
+        await probe.ask(ctrl, "k")
+        for client in clients:
+            client.abort()
+        clients = []
+        await asyncio.sleep(2.0)
+        cyclic = int((await probe.ask(ctrl, "k"))[2:])
+        objects2, _, rss2 = await census()
         return {
             "transport": transport,
             "connections": n,
@@ -411,6 +423,9 @@ async def run_one(transport: str, args: argparse.Namespace, server_cpu: int | No
             "gc_objects_per_conn": round((objects1 - objects0) / n, 2),
             "async_objects_per_conn": round(async_objects, 2),
             "young_objects_per_frame": round(young_per_conn, 2),
+            "cyclic_garbage_per_closed_conn": round(cyclic / n, 2),
+            "gc_objects_left_per_closed_conn": round((objects2 - objects0) / n, 2),
+            "rss_kib_closed": rss2,
             "types_per_conn": grew_per_conn,
             "messages": total,
             "rate": args.rate,
@@ -438,12 +453,13 @@ async def run_one(transport: str, args: argparse.Namespace, server_cpu: int | No
 def table(results: list[dict]) -> str:
     head = (
         "| round | transport | RSS/conn | GC objs/conn | async objs/conn | young objs/frame "
-        "| CPU/msg | p50 | p99 | max | delivered |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| cycles/closed conn | CPU/msg | p50 | p99 | max | delivered |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [
         f"| {r['round']} | {r['transport']} | {r['rss_bytes_per_conn'] / 1024:.1f} KiB "
         f"| {r['gc_objects_per_conn']} | {r['async_objects_per_conn']} "
-        f"| {r['young_objects_per_frame']} "
+        f"| {r['young_objects_per_frame']} | {r['cyclic_garbage_per_closed_conn']} "
         f"| {r['cpu_us_per_message']} µs | {r['p50_ms']} ms | {r['p99_ms']} ms "
         f"| {r['max_ms']} ms | {r['deliveries']}/{r['deliveries_expected']} |"
         for r in results
