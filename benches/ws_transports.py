@@ -1,6 +1,6 @@
-"""Three WebSocket transports side by side (issue 16; benches/README.md, "WebSocket transports").
+"""WebSocket transports side by side (issue 16; benches/README.md, "WebSocket transports").
 
-    .venv/bin/python benches/ws_transports.py                 # 2,000 sockets, 2 rounds, ~2-3 min
+    .venv/bin/python benches/ws_transports.py                 # 2,000 sockets, 2 rounds, ~2 min
     .venv/bin/python -m benches.ws_transports --connections 10000 --rate 1000 --json out.json
 
 The transports, each a minimal server doing the same thing (join a group, broadcast a
@@ -8,12 +8,14 @@ message to its group) in a process of its own:
 
 * ``hooked``: the current gateway's way, with goapp's own pieces
   (:class:`goapp.server.ws_inbox.InboxWebSocketResponse`: aiohttp's reader taken over through
-  its private ``_post_start`` and parser queue; frames encoded by
-  :func:`goapp._core.encode_ws_text_frame` and written straight to the transport, as
-  :class:`goapp.bus.conn.Conn` does); the handler awaits a future until the socket ends, as
-  ``goapp.server.ws._serve`` does;
+  its private ``_post_start`` and parser queue; a broadcast framed once by
+  :func:`goapp._core.encode_ws_text_frame` and the same bytes written straight to every
+  member's transport, as the hub and :class:`goapp.bus.conn.Conn` do); the handler awaits
+  a future until the socket ends, as ``goapp.server.ws._serve`` does;
 * ``aiohttp``: aiohttp's public API only (``async for msg in ws``, ``ws.send_frame``);
-* ``picows``: picows's callback API (``WSListener.on_ws_frame``, ``WSTransport.send``).
+* ``picows``: picows's callback API (``WSListener.on_ws_frame``, ``WSTransport.send``), at
+  its defaults (aiofastnet's transport, a 16 KiB read buffer per socket);
+* ``picows-lean``: the same on the event loop's own transport with a 1 KiB read buffer.
 
 Frames are applied synchronously where they arrive (in the callback, or in the read loop
 for ``aiohttp``), so the figures are the transport's, not goapp's (no auth, hub, rules or
@@ -23,13 +25,16 @@ database). Servers run on uvloop, pinned to CPU 0; the generator (goapp's load-t
 1. N sockets connect and each joins group ``i // group_size`` (one text message, answered);
 2. the idle cost: the server's RSS and its GC-tracked objects (after ``gc.collect()``, with
    the types that grew) before and after, divided by N;
-3. the broadcast: R messages a second for T seconds, each sent by the first member of a
+3. the churn: one ping and one answered message on every socket with the collector off, and
+   the objects then in the young generation, per socket;
+4. the broadcast: R messages a second for T seconds, each sent by the first member of a
    group (round robin over the groups) and forwarded by the server to every member (the
    sender included): server CPU (``time.process_time`` in the server) per message, and the
-   latency from the send to each receipt (p50, p99, max).
+   latency from the send to each receipt (p50, p99, max);
+5. every socket dropped: the objects a full collection then finds unreachable, per socket.
 
-The transports run interleaved (hooked, aiohttp, picows, then again) so that the noise of a
-shared machine spreads over all of them; every round is reported.
+The transports run interleaved (hooked, aiohttp, picows, picows-lean, then again) so that
+the noise of a shared machine spreads over all of them; every round is reported.
 """
 
 from __future__ import annotations
