@@ -11,15 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-try:  # tests/ as a package or as a plain directory on sys.path
-    from .api_support import Api, fast_scrypt, make_api
-    from .engine_support import KATAGO_MODEL
-    from .services import pg_cluster, pg_schema_url, pg_url, redis_url
-except ImportError:
-    from api_support import Api, fast_scrypt, make_api  # type: ignore[no-redef]
-    from engine_support import KATAGO_MODEL  # type: ignore[no-redef]
-    from services import pg_cluster, pg_schema_url, pg_url, redis_url  # type: ignore[no-redef]
+from api_support import Api, fast_scrypt, make_api
+from engine_support import KATAGO_MODEL
+from services import pg_cluster, pg_schema_url, pg_url, redis_url
 
 from goapp.engine.download import DownloadError, fetch_wheel
 from goapp.engine.setup import (

@@ -21,9 +21,8 @@ from goapp.game.state import GameState
 from goapp.rules import Color
 from goapp.store import Store, open_store
 
-# The small test model beside the checkout. It lives here, not in conftest.py: benches/ has a
-# conftest.py of its own, and a run that collects both can leave `import conftest` naming that
-# one (test modules that imported KATAGO_MODEL from conftest then failed to collect).
+# The small test model beside the checkout. It lives here, not in conftest.py: test modules
+# import helpers (tests/ is on pythonpath), never conftest, which pytest loads itself.
 KATAGO_MODEL = (
     Path(__file__).resolve().parents[2]
     / "shared"

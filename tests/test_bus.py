@@ -26,6 +26,9 @@ import aiohttp
 import pytest
 from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestServer
+from api_support import make_api, scrape_metrics
+from services import RedisServer, unavailable
+from ws_helpers import closed_code, recv, recv_type, request, token_for
 
 from goapp.bus.redis import RedisBus
 from goapp.server.api.common import RATE_LIMITER
@@ -34,21 +37,6 @@ from goapp.server.context import ServerContext
 from goapp.server.ratelimit import Limit, RateLimiter
 from goapp.server.wiring import close_services, open_services
 from goapp.settings import load_settings
-
-try:
-    from .api_support import make_api, scrape_metrics
-    from .services import RedisServer, unavailable
-    from .ws_helpers import closed_code, recv, recv_type, request, token_for
-except ImportError:
-    from api_support import make_api, scrape_metrics  # type: ignore[no-redef]
-    from services import RedisServer, unavailable  # type: ignore[no-redef]
-    from ws_helpers import (  # type: ignore[no-redef]
-        closed_code,
-        recv,
-        recv_type,
-        request,
-        token_for,
-    )
 
 BYOYOMI = {"system": "byoyomi", "main_s": 600, "periods": 3, "period_s": 30}
 MOVES = [v for row in range(9, 0, -1) for v in (f"C{row}", f"G{row}")]

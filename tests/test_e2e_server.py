@@ -19,11 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-try:
-    from .cluster_support import Instance
-except ImportError:
-    from cluster_support import Instance  # type: ignore[no-redef]
+from cluster_support import Instance
 
 HANDSHAKE = ["goapp.v1"]
 

@@ -15,11 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-try:
-    from .services import unavailable
-except ImportError:
-    from services import unavailable  # type: ignore[no-redef]
+from services import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "appliance" / "install.sh"
@@ -231,10 +227,7 @@ def test_the_installed_settings_and_secret_start_goapp(tmp_path: Path, dest: Pat
     import time
     import urllib.request
 
-    try:
-        from .services import free_port
-    except ImportError:
-        from services import free_port  # type: ignore[no-redef]
+    from services import free_port
 
     run(dest, "--binary", str(fake_binary(tmp_path, "v1")), "--site-url", SITE_URL)
     port = free_port()

@@ -29,16 +29,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cluster_support import Balancer, Instance
+from services import RedisServer, unavailable
 
 from goapp.server.auth import issue_access_token
 from goapp.store import open_store
-
-try:
-    from .cluster_support import Balancer, Instance
-    from .services import RedisServer, unavailable
-except ImportError:
-    from cluster_support import Balancer, Instance  # type: ignore[no-redef]
-    from services import RedisServer, unavailable  # type: ignore[no-redef]
 
 #: GOAPP_TEST_CLUSTER_GAMES plays fewer (or more) games when debugging.
 GAMES = int(os.environ.get("GOAPP_TEST_CLUSTER_GAMES", "100"))

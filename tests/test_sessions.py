@@ -12,13 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-try:
-    from .cluster_support import Instance
-    from .services import RedisServer
-except ImportError:
-    from cluster_support import Instance  # type: ignore[no-redef]
-    from services import RedisServer  # type: ignore[no-redef]
+from cluster_support import Instance
+from services import RedisServer
 
 SECRET = "ab" * 32
 PASSWORD = "correct horse 9"

@@ -31,15 +31,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse
-
-try:
-    from .engine_support import BUSY_19X19, cpu_ticks, group_alive
-    from .services import free_port
-    from .ws_helpers import closed_code, recv_type, request
-except ImportError:
-    from engine_support import BUSY_19X19, cpu_ticks, group_alive  # type: ignore[no-redef]
-    from services import free_port  # type: ignore[no-redef]
-    from ws_helpers import closed_code, recv_type, request  # type: ignore[no-redef]
+from engine_support import BUSY_19X19, cpu_ticks, group_alive
+from services import free_port
+from ws_helpers import closed_code, recv_type, request
 
 from goapp.game.service import GameService
 from goapp.settings import load_settings

@@ -7,12 +7,7 @@ import uuid
 
 import asyncpg
 import redis.asyncio as aioredis
-from services import unavailable
-
-try:
-    from .services import PgCluster, RedisServer
-except ImportError:
-    from services import PgCluster, RedisServer  # type: ignore[no-redef,unused-ignore]
+from services import PgCluster, RedisServer, unavailable
 
 
 async def test_redis_fixture(redis_url: str) -> None:

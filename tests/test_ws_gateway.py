@@ -15,29 +15,16 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 from websockets.typing import Subprotocol
-
-try:
-    from .ws_helpers import (
-        ORIGIN,
-        closed_code,
-        make_user,
-        recv,
-        recv_type,
-        request,
-        send,
-        token_for,
-    )
-except ImportError:
-    from ws_helpers import (  # type: ignore[no-redef]
-        ORIGIN,
-        closed_code,
-        make_user,
-        recv,
-        recv_type,
-        request,
-        send,
-        token_for,
-    )
+from ws_helpers import (
+    ORIGIN,
+    closed_code,
+    make_user,
+    recv,
+    recv_type,
+    request,
+    send,
+    token_for,
+)
 
 from goapp.obs.metrics import WS_DROPPED
 from goapp.server import ws as gateway
