@@ -111,6 +111,7 @@ async def test_open_challenges_are_capped_per_user(api: Api) -> None:
     assert (await api.call("POST", "/api/challenges", offer, user="bob"))[0] == 201
 
 
+@pytest.mark.gnugo
 async def test_games_against_the_computer_are_capped_per_user(
     tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

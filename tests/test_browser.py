@@ -35,6 +35,9 @@ import pytest
 
 from goapp.engine.setup import KataGoPaths
 
+# Chromium against goapp serve processes
+pytestmark = [pytest.mark.chromium, pytest.mark.server]
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

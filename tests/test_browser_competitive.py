@@ -34,6 +34,9 @@ from test_browser import (
 
 from goapp.rating.ranks import rating_to_rank
 
+# Chromium against goapp serve processes
+pytestmark = [pytest.mark.chromium, pytest.mark.server]
+
 __all__ = ["browser"]  # the fixture, imported for pytest
 
 #: How long the server may take to notice a browser that went away and to tell the other

@@ -30,6 +30,9 @@ from goapp.engine.facade import GnuGoBackend, find_gnugo
 from goapp.game.service import GameService
 from goapp.store import Store, open_store
 
+# goapp serve instances with GNU Go bots
+pytestmark = [pytest.mark.server, pytest.mark.gnugo]
+
 LEASE_TTL = 1.0
 SWEEP = 0.1
 

@@ -21,6 +21,9 @@ import aiohttp
 import pytest
 from cluster_support import Instance
 
+# goapp serve processes
+pytestmark = [pytest.mark.server]
+
 HANDSHAKE = ["goapp.v1"]
 
 

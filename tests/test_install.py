@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from services import unavailable
 
+# runs appliance/install.sh and the installed goapp
+pytestmark = [pytest.mark.server]
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "appliance" / "install.sh"
 SITE_URL = "https://go.test.example"

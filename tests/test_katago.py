@@ -545,6 +545,7 @@ def test_goapp_engine_check_command(katago: KataGoPaths) -> None:
     assert report["best_move"]
 
 
+@pytest.mark.server
 def test_goapp_engine_check_without_engine(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "goapp", "engine", "check", "--katago-dir", str(tmp_path)],

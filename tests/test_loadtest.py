@@ -24,6 +24,9 @@ from goapp.loadtest.stats import Samples
 from goapp.rules.game import Game as RulesGame
 from goapp.rules.rulesets import Rules
 
+# goapp serve and goapp loadtest processes
+pytestmark = [pytest.mark.server]
+
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOAPP_")}

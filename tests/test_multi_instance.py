@@ -35,6 +35,9 @@ from services import RedisServer, unavailable
 from goapp.server.auth import issue_access_token
 from goapp.store import open_store
 
+# goapp instances behind Nginx, sharing Redis
+pytestmark = [pytest.mark.server, pytest.mark.redis, pytest.mark.nginx]
+
 #: GOAPP_TEST_CLUSTER_GAMES plays fewer (or more) games when debugging.
 GAMES = int(os.environ.get("GOAPP_TEST_CLUSTER_GAMES", "100"))
 # Black walls off the left of the board, White the right: 18 legal moves without captures,

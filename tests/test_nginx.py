@@ -34,6 +34,9 @@ from services import free_port, unavailable
 
 from goapp.server.web import CONTENT_SECURITY_POLICY
 
+# Nginx in front of goapp
+pytestmark = [pytest.mark.nginx]
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "nginx" / "goapp.conf"
 

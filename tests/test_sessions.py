@@ -15,6 +15,8 @@ import pytest
 from cluster_support import Instance
 from services import RedisServer
 
+pytestmark = [pytest.mark.server]  # goapp serve processes
+
 SECRET = "ab" * 32
 PASSWORD = "correct horse 9"
 

@@ -39,6 +39,9 @@ from goapp.game.service import GameService
 from goapp.settings import load_settings
 from goapp.store import open_store
 
+# goapp serve processes with GNU Go bots
+pytestmark = [pytest.mark.server, pytest.mark.gnugo]
+
 #: How long a SIGTERMed server may take to close its sockets and exit.
 EXIT_BOUND_S = 10.0
 COLUMNS = "ABCDEFGHJKLMNOPQRST"

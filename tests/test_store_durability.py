@@ -26,6 +26,9 @@ from goapp.store import (
     open_store,
 )
 
+# writer processes killed mid-write
+pytestmark = [pytest.mark.server]
+
 ROOT = Path(__file__).resolve().parents[1]
 WRITER = Path(__file__).with_name("store_writer.py")
 

@@ -151,6 +151,7 @@ async def test_concurrent_stores_migrate_once(store_url: str, tmp_path: Path) ->
     assert await _applied(store_url) == ["0001_a", "0002_slow", "0003_c"]
 
 
+@pytest.mark.server
 async def test_two_processes_migrate_once(store_url: str, tmp_path: Path) -> None:
     """Two processes start at once on a fresh database; the slow migration makes them
     overlap. Each migration is applied by exactly one of them."""
@@ -203,6 +204,7 @@ async def test_failing_migration_leaves_nothing(store_url: str, tmp_path: Path) 
     assert await _applied(store_url) == ["0001_a", "0002_b"]
 
 
+@pytest.mark.server
 async def test_kill_9_during_migration(store_url: str, tmp_path: Path) -> None:
     backend = backend_of(store_url)
     migrations = _write(

@@ -6,6 +6,7 @@ import shutil
 import uuid
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 from services import PgCluster, RedisServer, unavailable
 
@@ -20,6 +21,7 @@ async def test_redis_fixture(redis_url: str) -> None:
         await r.aclose()
 
 
+@pytest.mark.redis
 async def test_throwaway_redis_server() -> None:
     if shutil.which("redis-server") is None:
         unavailable("redis-server is not installed")

@@ -30,6 +30,9 @@ from services import PgCluster, free_port, unavailable
 
 from goapp.obs.systemd import Notifier, watchdog_loop
 
+# goapp serve under a fake notify socket
+pytestmark = [pytest.mark.server]
+
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_DIR = ROOT / "systemd"
 UNITS = sorted(p.name for p in UNIT_DIR.iterdir() if p.suffix in (".service", ".timer"))
