@@ -402,7 +402,11 @@ async def test_presence_is_the_union_and_fires_once(cluster: Cluster) -> None:
     (alice, ta), (bob, tb), (_, tc) = await users(a, "alice", "bob", "carol")
     seen: list[tuple[str, int, bool]] = []
     for node in (a, b):
-        node.ctx.hub.on_presence.append(lambda u, on, n=node.name: seen.append((n, u, on)))
+
+        def record(user: int, online: bool, name: str = node.name) -> None:
+            seen.append((name, user, online))
+
+        node.ctx.hub.on_presence.append(record)
 
     s1 = await a.ws(ta)
     s2 = await b.ws(ta)  # alice on both instances
@@ -606,7 +610,11 @@ async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
 
     cluster.redis.stop(kill=True)
     for node in (a, b):
-        await until(lambda n=node: n.ctx.bus.status.startswith("degraded"), 10, "degraded")
+
+        def degraded(n: Node = node) -> bool:
+            return n.ctx.bus.status.startswith("degraded")
+
+        await until(degraded, 10, "degraded")
         status, body = await node.call("GET", "/readyz")
         assert status == 200, body
         assert body["status"] == "ready" and body["checks"]["bus"].startswith("degraded")
@@ -625,7 +633,11 @@ async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
 
     cluster.redis.start()
     for node in (a, b):
-        await until(lambda n=node: n.ctx.bus.status == "ok", 15, "bus back")
+
+        def back(n: Node = node) -> bool:
+            return n.ctx.bus.status == "ok"
+
+        await until(back, 15, "bus back")
         status, body = await node.call("GET", "/readyz")
         assert status == 200 and body["checks"]["bus"] == "ok", body
     # A's spectator gets B's outage moves, in order, once

@@ -395,7 +395,11 @@ async def test_query_fails_after_second_crash(katago: KataGoPaths) -> None:
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
             if attempt == 1:
-                await until(lambda p=pid: engine.pid not in (None, p), 30, "restart")
+
+                def restarted(p: int = pid) -> bool:
+                    return engine.pid not in (None, p)
+
+                await until(restarted, 30, "restart")
         with pytest.raises(EngineCrashedError, match="tried 2 times"):
             await task
         await engine.wait_up(30)

@@ -163,7 +163,7 @@ class Client:
                 frame = msg.json()
                 kind = frame["type"]
                 if kind in ("ack", "error"):
-                    fut = self.acks.pop(frame.get("id"), None)  # type: ignore[arg-type]
+                    fut = self.acks.pop(frame.get("id"), None)
                     if fut is not None and not fut.done():
                         fut.set_result(frame)
                 elif kind == "state" and frame["game_id"] == self.game_id:

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -387,7 +387,7 @@ async def seed_busy_games(data_dir: Path) -> tuple[int, int]:
             )
         ).game_id
         for i, vertex in enumerate(BUSY_19X19):
-            color = "black" if i % 2 == 0 else "white"
+            color: Literal["black", "white"] = "black" if i % 2 == 0 else "white"
             move = {"type": "move", "vertex": vertex}
             await games.act(people, alice if color == "black" else bob, move)
             await games.act_as_bot(bots, color, move, request_id=f"seed-{i}")
