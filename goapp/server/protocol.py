@@ -162,11 +162,6 @@ def server_time_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def dumps(frame: dict[str, Any]) -> bytes:
-    """The JSON of a server frame."""
-    return orjson.dumps(frame)
-
-
 def error_frame(msg_id: str | int | None, body: dict[str, Any]) -> bytes:
     """``{"type": "error", "id": ..., "error": {...}}`` from a :func:`describe` body."""
     return orjson.dumps({"type": "error", "id": msg_id, **body})
