@@ -51,10 +51,10 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from goapp.backoff import Backoff
 from goapp.engine import errors as E
 from goapp.engine.katago import AnalysisQuery, AnalysisResult, KataGoEngine
 from goapp.private_files import make_private_dir, write_new_private_file
-from goapp.server.ratelimit import Backoff
 
 __all__ = [
     "MIN_SECRET_CHARS",
