@@ -1343,7 +1343,7 @@ def splitmix64_sequence(uint64_t seed, int n):
 # -- WebSocket gateway hot paths -------------------------------------------------------------
 #
 # The fan-out builds each event's frame once and writes the same bytes to every subscriber
-# (goapp/server/hub.py), so the frame header is built here, not by aiohttp's writer. Server
+# (goapp/bus/subscriptions.py), so the frame header is built here, not by aiohttp's writer. Server
 # frames are never masked (RFC 6455, 5.1) and never compressed (the shared frame requires
 # compress=False on the WebSocketResponse).
 
@@ -1397,49 +1397,3 @@ def encode_ws_frame(int opcode, payload not None):
     if opcode >= 0x8 and PyBytes_GET_SIZE(payload) > 125:
         raise ValueError("a control frame carries at most 125 bytes")
     return _ws_frame(opcode, payload)
-
-
-# The client message types, in handler-table order (goapp/server/ws.py indexes its table
-# with dispatch_index; a test keeps the two in step).
-WS_MESSAGE_TYPES = (
-    "hello",
-    "subscribe",
-    "unsubscribe",
-    "subscribe_lobby",
-    "unsubscribe_lobby",
-    "action",
-    "chat",
-    "ping",
-    "auth",
-)
-
-
-def dispatch_index(str name not None):
-    """The handler index of a client message type (its place in ``WS_MESSAGE_TYPES``), or
-    -1 for an unknown type: a switch on the length and the first character picks the one
-    candidate, then one string comparison confirms it."""
-    cdef Py_ssize_t n = len(name)
-    cdef Py_UCS4 c
-    if n < 4 or n > 17:
-        return -1
-    c = name[0]
-    if n == 4:
-        if c == u"p":
-            return 7 if name == "ping" else -1
-        if c == u"c":
-            return 6 if name == "chat" else -1
-        if c == u"a":
-            return 8 if name == "auth" else -1
-    elif n == 6:
-        return 5 if name == "action" else -1
-    elif n == 9:
-        return 1 if name == "subscribe" else -1
-    elif n == 5:
-        return 0 if name == "hello" else -1
-    elif n == 11:
-        return 2 if name == "unsubscribe" else -1
-    elif n == 15:
-        return 3 if name == "subscribe_lobby" else -1
-    elif n == 17:
-        return 4 if name == "unsubscribe_lobby" else -1
-    return -1

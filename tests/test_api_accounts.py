@@ -12,6 +12,7 @@ import pytest
 from api_support import Api
 
 from goapp.server import auth
+from goapp.server.api.common import MAX_JSON_BODY
 
 
 def b64(data: bytes) -> str:
@@ -226,3 +227,43 @@ async def test_bad_access_tokens_are_refused(api: Api) -> None:
     # a refresh token is not an access token
     status, err = await me(s["refresh_token"])
     assert status == 401 and err["error"]["code"] == "token_invalid"
+
+
+async def test_logout_answers_only_the_statuses_its_spec_lists(api: Api) -> None:
+    """Every kind of logout request, against the real app: each status it answers is one
+    the OpenAPI document lists for POST /api/logout, and each listed client error is
+    answered by some request (the spec and the handler agree both ways)."""
+    s, doc = await api.call("GET", "/api/openapi.json")
+    assert s == 200
+    listed = {int(k) for k in doc["paths"]["/api/logout"]["post"]["responses"]}
+    session = await api.register("gina")
+    good = session["refresh_token"]
+    unknown = auth.new_refresh_token()[0]  # well formed, never issued
+    raw = [
+        ("good token", json.dumps({"refresh_token": good}), "application/json", 200),
+        ("again (already revoked)", json.dumps({"refresh_token": good}), "application/json", 200),
+        ("unknown token", json.dumps({"refresh_token": unknown}), "application/json", 200),
+        ("malformed token", json.dumps({"refresh_token": "x"}), "application/json", 401),
+        ("token not a string", json.dumps({"refresh_token": 7}), "application/json", 400),
+        ("no token", "{}", "application/json", 400),
+        ("unknown field", json.dumps({"refresh_token": good, "x": 1}), "application/json", 400),
+        ("empty body", "", "application/json", 400),
+        ("not JSON", "{", "application/json", 400),
+        ("not an object", "[]", "application/json", 400),
+        ("form body", "refresh_token=x", "application/x-www-form-urlencoded", 415),
+        ("no body at all", None, None, 415),
+        ("too large", json.dumps({"refresh_token": "x" * MAX_JSON_BODY}), "application/json", 413),
+    ]
+    answered: dict[int, list[str]] = {}
+    for what, body, content_type, expected in raw:
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        async with api.client.post("/api/logout", data=body, headers=headers) as resp:
+            assert resp.status == expected, (what, resp.status, await resp.text())
+            assert resp.content_type == "application/json", what
+            if resp.status != 200:
+                code = (await resp.json())["error"]["code"]
+                assert code != "token_invalid" or expected == 401, (what, code)
+        answered.setdefault(resp.status, []).append(what)
+    assert set(answered) <= listed, {s: answered[s] for s in set(answered) - listed}
+    # 500 (a bug) and 503 (the store is down) cannot be caused by a request
+    assert listed - set(answered) == {500, 503}, listed - set(answered)

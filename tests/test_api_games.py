@@ -180,6 +180,58 @@ async def test_challenge_accept_race_has_one_winner(api: Api) -> None:
     assert lobby["challenges"] == []
 
 
+async def test_concurrent_accepts_start_one_game_and_record_it(api: Api) -> None:
+    """Two users, and the same user twice, accept one open challenge at once: one game,
+    the others 409, and the challenge records the game it started (one transaction)."""
+    for name in ("alice", "bob", "carol"):
+        await api.register(name)
+    status, ch = await api.call(
+        "POST", "/api/challenges", {"size": 9, "rules": "japanese"}, user="alice"
+    )
+    assert status == 201, ch
+    path = f"/api/challenges/{ch['id']}/accept"
+    results = await asyncio.gather(
+        api.call("POST", path, user="bob"),
+        api.call("POST", path, user="bob"),
+        api.call("POST", path, user="carol"),
+    )
+    assert sorted(status for status, _ in results) == [200, 409, 409], results
+    assert all(b["error"]["code"] == "challenge_unavailable" for s, b in results if s == 409)
+    (won,) = [body for status, body in results if status == 200]
+    store = api.ctx.store
+    stored = await store.get_challenge(ch["id"])
+    assert stored.status == "accepted" and stored.game_id == won["game_id"]
+    alice = await store.get_user_by_name("alice")
+    assert [g.id for g in await store.list_active_games(alice.id)] == [won["game_id"]]
+    game = await store.get_game(won["game_id"])
+    assert game.status == "playing" and game.last_seq == 2
+
+
+async def test_accepting_a_challenge_that_makes_no_game_leaves_it_open(api: Api) -> None:
+    """A stored challenge whose settings no longer make a game (e.g. written by an older
+    version with other limits): the accept answers 409 and changes nothing."""
+    for name in ("alice", "bob"):
+        await api.register(name)
+    store = api.ctx.store
+    alice = await store.get_user_by_name("alice")
+    params = {
+        "size": 99,
+        "rules": "japanese",
+        "komi": 6.5,
+        "handicap": 0,
+        "color": "black",
+        "time_control": None,
+        "rated": True,
+    }
+    ch = await store.create_challenge(alice.id, params)
+    status, err = await api.call("POST", f"/api/challenges/{ch.id}/accept", user="bob")
+    assert status == 409 and err["error"]["code"] == "bad_settings", err
+    assert await store.get_challenge(ch.id) == ch  # still open, nobody accepted it
+    assert await store.list_active_games(alice.id) == []
+    status, lobby = await api.call("GET", "/api/challenges")
+    assert [c["id"] for c in lobby["challenges"]] == [ch.id]
+
+
 async def test_challenge_lifecycle_and_validation(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

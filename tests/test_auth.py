@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from goapp.server.auth import (
     SCRYPT_N,
     SCRYPT_P,
     SCRYPT_R,
+    AccessClaims,
     AuthError,
     ExpiredTokenError,
     InvalidTokenError,
     InvalidUsernameError,
+    Revocations,
     SecretFileError,
     WeakPasswordError,
     hash_password,
@@ -43,6 +46,7 @@ from goapp.server.auth import (
     verify_access_token,
     verify_password,
 )
+from goapp.server.context import REVOCATION_PURGE_INTERVAL_S, ServerContext
 
 FAST = {"n": 2**8, "r": 8, "p": 1}  # cheap scrypt parameters for tests that do not time them
 SECRET = bytes(range(32))
@@ -695,3 +699,64 @@ def test_racing_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert _race_threads(path) == {load_or_create_secret(path)}
         assert _mode(path) == 0o600
         assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == []
+
+
+def _issued(user_id: int, issued_ms: int) -> AccessClaims:
+    iat = issued_ms // 1000
+    return AccessClaims(
+        sub=str(user_id), name="u", iat=iat, exp=iat + 900, jti="j", typ="access", iat_ms=issued_ms
+    )
+
+
+def test_many_revocations_are_all_honoured_and_purges_are_amortised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """5,000 live revocations: every one still refuses older tokens, and the map is scanned
+    a handful of times (it was scanned on every add past 1,024: quadratic); expired ones
+    are dropped once the map has grown enough."""
+    scans = 0
+    real_purge = Revocations.purge
+
+    def counting_purge(self: Revocations, now_ms: int) -> None:
+        nonlocal scans
+        scans += 1
+        real_purge(self, now_ms)
+
+    monkeypatch.setattr(Revocations, "purge", counting_purge)
+    now = time.time_ns() // 1_000_000
+    revocations = Revocations(900)
+    expired = revocations.horizon_ms(now) - 1
+    for uid in range(1000):  # logouts longer ago than any token lives
+        revocations.add(uid, expired - uid)
+    n = 5_000
+    for uid in range(1000, 1000 + n):
+        revocations.add(uid, now)
+    assert scans <= 5, scans
+    assert len(revocations) == n  # the expired ones are gone, the live ones all kept
+    for uid in range(1000, 1000 + n):
+        with pytest.raises(ExpiredTokenError):
+            revocations.check(_issued(uid, now - 1))
+        revocations.check(_issued(uid, now))  # issued after the logout: accepted
+
+
+async def test_logouts_purge_the_stores_expired_revocations_now_and_then(
+    ctx: ServerContext,
+) -> None:
+    """A logout drops the expired rows of ``access_revocations`` (so they do not pile up),
+    but at most once per interval: the DELETE scans the table, and ran on every logout."""
+    store = ctx.store
+    users = [(await store.create_user(f"u{i}", None)).id for i in range(5)]
+    now = time.time_ns() // 1_000_000
+    old = ctx.revocations.horizon_ms(now) - 60_000
+    await store.revoke_access_tokens(users[0], old)
+    await ctx.revoke_user(users[1])  # the first logout purges
+    assert set(await store.access_revocations(0)) == {users[1]}
+    await store.revoke_access_tokens(users[2], old)
+    await ctx.revoke_user(users[3])  # within the interval: no scan
+    assert set(await store.access_revocations(0)) == {users[1], users[2], users[3]}
+    ctx._revocations_purged_at -= REVOCATION_PURGE_INTERVAL_S  # the interval has passed
+    await ctx.revoke_user(users[4])
+    assert set(await store.access_revocations(0)) == {users[1], users[3], users[4]}
+    for uid in (users[1], users[3], users[4]):
+        with pytest.raises(ExpiredTokenError):
+            ctx.revocations.check(_issued(uid, now - 1))

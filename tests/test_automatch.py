@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 from ws_helpers import recv, token_for
@@ -203,7 +204,9 @@ async def test_claim_skips_players_already_playing_each_other(store: Store) -> N
 async def test_paired_game_settings_and_both_requests(store: Store) -> None:
     a, b = await users(store, 2)
     sent: list[tuple[int, dict[str, Any]]] = []
-    svc = AutomatchService(store, GameService(store), send=lambda u, o: sent.append((u, o)))
+    svc = AutomatchService(
+        store, GameService(store), send=lambda u, o: sent.append((u, msgspec.to_builtins(o)))
+    )
     first = await svc.request(a, sizes=[9, 13], speed="blitz", rated=False)
     assert first.status == "waiting"
     out = await svc.request(b, sizes=[13, 19], speed="blitz", rated=False)
@@ -246,7 +249,7 @@ async def test_offline_players_lose_live_requests(store: Store) -> None:
     svc = AutomatchService(
         store,
         GameService(store),
-        send=lambda u, o: sent.append({"user": u, **o}),
+        send=lambda u, o: sent.append({"user": u, **msgspec.to_builtins(o)}),
         online=online.__contains__,
         offline_cancel_s=0.2,
     )

@@ -31,6 +31,7 @@ from services import RedisServer, unavailable
 from ws_helpers import closed_code, recv, recv_type, request, token_for
 
 from goapp.bus.redis import RedisBus
+from goapp.protocol import Notify
 from goapp.server.api.common import RATE_LIMITER
 from goapp.server.app import create_app
 from goapp.server.context import ServerContext
@@ -106,7 +107,7 @@ class Cluster:
         ctx.bus.audit_interval_s = audit_s
         app = create_app(ctx)
         if limiter is not None:
-            limiter.shared = ctx.bus.buckets  # what open_services does with its own
+            limiter.shared = ctx.limiter.shared  # what open_services did with its own
         app[RATE_LIMITER] = limiter if limiter is not None else RateLimiter({})
         server = TestServer(app)
         await server.start_server()
@@ -281,15 +282,14 @@ async def test_gap_is_filled_from_the_log(cluster: Cluster) -> None:
     # a message published out of order and twice changes nothing
     import redis.asyncio as aioredis
 
-    from goapp.bus.redis import _message, game_channel
+    from goapp.bus.wire import game_channel, message
+    from goapp.protocol import event_json
 
     r = aioredis.Redis.from_url(cluster.redis.url)
     try:
         events = await a.ctx.games.events_since(game, start)
-        from goapp.server.hub import event_json
-
         for e in reversed(events):
-            await r.publish(game_channel(game), _message({"k": "ev", "s": e.seq}, event_json(e)))
+            await r.publish(game_channel(game), message({"k": "ev", "s": e.seq}, event_json(e)))
     finally:
         await r.aclose()
     assert not [f for f in await quiet(watch, 0.3) if f["type"] == "event"]
@@ -392,8 +392,9 @@ async def test_lobby_chat_and_user_frames_cross_instances(cluster: Cluster) -> N
     assert (await recv_type(lobby_b, "chat", room=f"game:{game}"))["text"] == "gg"
 
     # send_user on B reaches alice's socket on A
-    assert b.ctx.hub.send_user(alice, {"type": "notice", "text": "hi"}) == 0
-    assert (await recv_type(lobby_a, "notice"))["text"] == "hi"
+    notice = Notify(kind="your_move", game_id=game, opponent=None, deadline_ms=None)
+    assert b.ctx.hub.send_user(alice, notice) == 0
+    assert (await recv_type(lobby_a, "notify"))["game_id"] == game
 
 
 async def test_presence_is_the_union_and_fires_once(cluster: Cluster) -> None:
@@ -473,7 +474,7 @@ async def test_watcher_counts_are_global(cluster: Cluster) -> None:
     # C dies without a word: after its heartbeat is gone, the others forget its watcher
     for task in c.bus._tasks:
         task.cancel()
-    c.bus._closed = True
+    c.bus.transport.closed = True
     await until(lambda: a.ctx.hub.watchers(game) == 2, 10, "C's watcher forgotten on A")
     await until(lambda: b.ctx.hub.watchers(game) == 2, 10, "C's watcher forgotten on B")
     await _watchers_frame(on_a[0], game, 2)
@@ -490,7 +491,7 @@ async def test_dead_instance_users_go_offline(cluster: Cluster) -> None:
     # B dies without a word: its heartbeat stops, its presence expires, A reaps it
     for task in b.bus._tasks:
         task.cancel()
-    b.bus._closed = True
+    b.bus.transport.closed = True
     await until(lambda: not a.ctx.hub.is_online(bob), 10, "bob offline after B died")
     assert seen == [(bob, False)]
     del tc

@@ -89,7 +89,16 @@ async def act(
     player: Player, ws: aiohttp.ClientWebSocketResponse, game_id: int, action: dict[str, Any]
 ) -> dict[str, Any]:
     """Send an action and return its ack (events from the live stream are left queued)."""
+    return (await act_seen(player, ws, game_id, action))[0]
+
+
+async def act_seen(
+    player: Player, ws: aiohttp.ClientWebSocketResponse, game_id: int, action: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Send an action; its ack and the game's event frames that came before it (the
+    mover's own events arrive as frames just before the ack)."""
     msg_id = next(player.ids)
+    seen: list[dict[str, Any]] = []
     await ws.send_json(
         {
             "type": "action",
@@ -103,7 +112,9 @@ async def act(
         frame = await ws.receive_json(timeout=10)
         if frame.get("id") == msg_id:
             assert frame["type"] == "ack", frame
-            return frame
+            return frame, seen
+        if frame["type"] == "event" and frame["game_id"] == game_id:
+            seen.append(frame)
 
 
 async def start_game(base: str, black: Player, white: Player, **params: Any) -> int:
@@ -161,8 +172,9 @@ async def test_full_game_watched_with_a_reconnect(server: str) -> None:
                 await white.send_json({"type": "subscribe", "game_id": game_id, "since": 0})
                 for b, w in WALLS[:4]:
                     await act(alice, black, game_id, {"type": "move", "vertex": b})
-                    ack = await act(bob, white, game_id, {"type": "move", "vertex": w})
-                    assert ack["events"][0]["payload"]["clock"]["black"]["main_ms"] <= 300_000
+                    ack, own = await act_seen(bob, white, game_id, {"type": "move", "vertex": w})
+                    assert own[-1]["seq"] == ack["seq"] and own[-1]["kind"] == "move"
+                    assert own[-1]["payload"]["clock"]["black"]["main_ms"] <= 300_000
                 bob_seen = ack["seq"]
 
             # While Bob is away Alice moves; then Bob comes back from his last seq.
@@ -185,14 +197,14 @@ async def test_full_game_watched_with_a_reconnect(server: str) -> None:
                 await act(alice, black, game_id, {"type": "pass"})
                 await act(bob, white, game_id, {"type": "move", "vertex": "B5"})
                 await act(alice, black, game_id, {"type": "pass"})
-                ack = await act(bob, white, game_id, {"type": "pass"})
-                assert any(e["kind"] == "scoring_started" for e in ack["events"])
+                ack, own = await act_seen(bob, white, game_id, {"type": "pass"})
+                assert own[-1]["seq"] == ack["seq"] and own[-1]["kind"] == "scoring_started"
 
                 await act(alice, black, game_id, {"type": "mark_dead", "vertex": "B5"})
                 await act(alice, black, game_id, {"type": "accept_score"})
-                ack = await act(bob, white, game_id, {"type": "accept_score"})
+                ack, own = await act_seen(bob, white, game_id, {"type": "accept_score"})
                 final_seq = ack["seq"]
-                assert ack["events"][-1]["kind"] == "game_finished"
+                assert own[-1]["seq"] == final_seq and own[-1]["kind"] == "game_finished"
 
             await watch_until(final_seq)
 

@@ -100,7 +100,8 @@ async def test_ws_action_errors_are_the_service_errors(
     move = {"type": "move", "vertex": "E5"}
     ack = await request(ws, type="action", id="ok", game_id=gid, action=move)
     assert ack["type"] == "ack" and ack["seq"] == 3, ack
-    assert ack["events"][0]["payload"]["vertex"] == "E5"
+    (event,) = await ctx.games.events_since(gid, 2)
+    assert event.payload["vertex"] == "E5"
     await ws.close()
 
 

@@ -161,9 +161,7 @@ class Player:
             frame = await self.frame(max(0.1, deadline - time.monotonic()))
             if frame["type"] in ("ack", "error") and frame.get("id") == self.next_id:
                 assert frame["type"] == "ack", (message, frame)
-                for event in frame.get("events") or ():
-                    self.events[event["seq"]] = {"type": "event", **event}
-                return frame
+                return frame  # an action's own events came as frames, just before its ack
 
     async def act(self, game_id: int, action: dict[str, Any]) -> int:
         """An action; the seq of its (acknowledged, so committed) event."""

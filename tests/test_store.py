@@ -16,6 +16,7 @@ from goapp.store import (
     ConflictError,
     Game,
     GameChange,
+    GameStart,
     NewEvent,
     NewGame,
     NotFoundError,
@@ -474,6 +475,62 @@ async def test_accept_challenge_rules(store: Store) -> None:
     with pytest.raises(NotFoundError):
         await store.accept_challenge(fresh.id, b, game=NewGame(black_id=a, white_id=4242))
     assert (await store.get_challenge(fresh.id)).status == "open"
+
+
+async def test_accept_challenge_starts_its_game_in_the_same_transaction(store: Store) -> None:
+    """The accept, the game row, its rated flag and its first events commit together:
+    concurrent accepts (two users, one user twice, over two connections) start one game;
+    an accept whose game cannot be created leaves the challenge open and writes nothing."""
+    host, b = await _players(store)
+    c = (await store.create_user("carol", None)).id
+
+    def start(white: int) -> GameStart:
+        return GameStart(
+            NewGame(black_id=host, white_id=white),
+            rated=False,
+            events=(NewEvent(1, "game_created", {"n": 1}), NewEvent(2, "game_started", {})),
+            change=GameChange(status="playing", started_at=T0),
+            at=T0,
+        )
+
+    ch = await store.create_challenge(host, {"size": 19})
+    other = await _second_store(store)
+    try:
+        results = await asyncio.gather(
+            store.accept_challenge(ch.id, b, game=start(b)),
+            other.accept_challenge(ch.id, b, game=start(b)),
+            other.accept_challenge(ch.id, c, game=start(c)),
+            store.accept_challenge(ch.id, c, game=start(c)),
+            return_exceptions=True,
+        )
+    finally:
+        await other.close()
+    wins = [r for r in results if not isinstance(r, BaseException)]
+    assert len(wins) == 1, results
+    assert all(isinstance(r, ConflictError) for r in results if isinstance(r, BaseException))
+    (won,) = wins
+    assert won.game_id is not None and await store.get_challenge(ch.id) == won
+    game = await store.get_game(won.game_id)
+    assert (game.status, game.last_seq, game.started_at) == ("playing", 2, T0)
+    assert (game.black_id, game.white_id) == (host, won.accepted_by)
+    log = await store.events_since(game.id)
+    assert [(e.seq, e.kind, e.created_at) for e in log] == [
+        (1, "game_created", T0),
+        (2, "game_started", T0),
+    ]
+    assert [g.id for g in await store.list_active_games(host)] == [game.id]
+
+    # the game's events fail (seq must start at 1): refused before anything is written
+    fresh = await store.create_challenge(host, {"size": 9})
+    bad_seq = GameStart(NewGame(black_id=host, white_id=b), events=(NewEvent(2, "x"),))
+    with pytest.raises(ValueError):
+        await store.accept_challenge(fresh.id, b, game=bad_seq)
+    # an unknown player: the insert fails inside the transaction, the accept is undone
+    with pytest.raises(NotFoundError):
+        await store.accept_challenge(fresh.id, b, game=start(4242))
+    assert await store.get_challenge(fresh.id) == fresh
+    assert [g.id for g in await store.list_active_games(host)] == [game.id]
+    assert await store.list_active_games(b) == [game]
 
 
 async def test_close_challenge(store: Store) -> None:

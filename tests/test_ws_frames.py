@@ -4,24 +4,23 @@ with fake transports where no socket is needed."""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 import orjson
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
-from goapp._core import (
-    WS_MESSAGE_TYPES,
-    dispatch_index,
-    encode_ws_frame,
-    encode_ws_text_frame,
-)
+from goapp import protocol
+from goapp._core import encode_ws_frame, encode_ws_text_frame
+from goapp.bus.conn import Conn
+from goapp.bus.hub import Hub
 from goapp.game.events import Pass, StoredEvent
-from goapp.server import protocol, ws
-from goapp.server.hub import Conn, Hub
+from goapp.server import ws
 
 LENGTHS = [0, 1, 125, 126, 127, 65535, 65536, 70000]
 
@@ -86,13 +85,12 @@ async def test_frames_decode_with_aiohttp_client(
 
 
 def test_dispatch_table_matches_the_protocol() -> None:
-    for i, name in enumerate(WS_MESSAGE_TYPES):
-        assert dispatch_index(name) == i
-    for name in ["", "pin", "pingg", "Ping", "subscribe_lobb", "event", "x" * 17]:
-        assert dispatch_index(name) == -1
     tags = {t.__struct_config__.tag for t in protocol.ClientMessage.__args__}
-    assert tags == set(WS_MESSAGE_TYPES)
-    assert [h.__name__ for h in ws._HANDLERS] == [f"on_{t}" for t in WS_MESSAGE_TYPES]
+    assert tags == set(protocol.CLIENT_TYPES)
+    assert [h.__name__ for h in ws._HANDLERS] == [f"on_{t}" for t in protocol.CLIENT_TYPES]
+    for cls, i in ws._DISPATCH.items():
+        tag = cast(type[msgspec.Struct], cls).__struct_config__.tag
+        assert ws._HANDLERS[i].__name__ == f"on_{tag}"
 
 
 # -- the hub with fake transports ------------------------------------------------------------
@@ -221,3 +219,37 @@ def test_lobby_events_reach_their_addressees() -> None:
     assert kinds(lobby) == ["challenge_created", "challenge_accepted"]
     assert kinds(bob) == ["challenge_created"]
     assert kinds(carol) == ["challenge_accepted"]
+
+
+def test_chat_reaches_its_room_and_only_live_subscribers() -> None:
+    hub = Hub()
+    lobby, live, replaying, other = (Conn(FakeTransport()) for _ in range(4))
+    for c in (lobby, live, replaying, other):
+        hub.register(c)
+    hub.subscribe_lobby(lobby)
+    hub.subscribe_game(live, 7)
+    hub.go_live(live, 7, 0)
+    hub.subscribe_game(replaying, 7)  # still buffering: it gets events, not chat
+    before = {c: len(c.transport.frames) for c in (lobby, live, replaying, other)}  # type: ignore[attr-defined]
+    hub.publish_room("lobby", b"L")
+    hub.publish_room("game:7", b"G")
+    hub.publish_room("game:x", b"X")  # not a room: dropped, nothing raised
+    got = {c: c.transport.frames[before[c] :] for c in before}  # type: ignore[attr-defined]
+    assert got == {lobby: [b"L"], live: [b"G"], replaying: [], other: []}
+
+
+async def test_the_ping_wheel_spreads_connections_and_closes_the_idle() -> None:
+    hub = Hub(ping_interval=1.0, tick=0.25)
+    conns = [Conn(FakeTransport()) for _ in range(8)]
+    for c in conns:
+        hub.register(c)
+    hub.start()  # 4 buckets: two connections in each
+    try:
+        assert sorted(c.slot for c in conns) == [0, 0, 1, 1, 2, 2, 3, 3]
+        idle, fresh = conns[0], conns[1]
+        idle.last_seen -= hub.idle_timeout + 1
+        hub.pinger.ping_bucket([idle, fresh], time.monotonic())
+        assert idle.closed and idle.transport.aborted  # type: ignore[attr-defined]
+        assert fresh.transport.frames[-1] == encode_ws_frame(0x9, b"") and not fresh.closed  # type: ignore[attr-defined]
+    finally:
+        await hub.stop()

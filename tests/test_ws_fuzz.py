@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ws_helpers import make_user, recv
 
-from goapp._core import WS_MESSAGE_TYPES
+from goapp.protocol import CLIENT_TYPES
 from goapp.server import ws as gateway
 from goapp.server.app import create_ws_app
 from goapp.server.context import ServerContext
@@ -90,7 +90,7 @@ def messages(draw: st.DrawFn) -> str:
                 optional={"vertex": st.sampled_from(["E5", "Z99", "", 5])},
             )
         )
-    return json.dumps({"type": draw(st.sampled_from([*WS_MESSAGE_TYPES, "event", ""])), **fields})
+    return json.dumps({"type": draw(st.sampled_from([*CLIENT_TYPES, "event", ""])), **fields})
 
 
 @settings(

@@ -1,7 +1,9 @@
 """Event fan-out between instances: in-process (one instance) or Redis (several).
 
-The hub (:mod:`goapp.server.hub`) delivers frames to this instance's sockets; a bus decides
-which frames reach it:
+The hub (:mod:`goapp.bus.hub`) delivers frames to this instance's sockets; a bus decides
+which frames reach it. The bus never imports the server: what it needs of the hub and of
+the revocations is in :mod:`goapp.bus.ports`, and the frames it sends come from
+:mod:`goapp.protocol`, below both.
 
 * :class:`LocalBus` (no ``redis_url``): the hub is hooked straight to the game service's
   commits. Exactly the single-instance behaviour; ``/readyz`` reports the bus ``absent``.
@@ -22,9 +24,8 @@ import socket
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from goapp.bus.ports import LocalHub, RevocationSet
     from goapp.game.service import GameService
-    from goapp.server.auth import Revocations
-    from goapp.server.hub import Hub
     from goapp.settings import Settings
 
 __all__ = ["Bus", "LocalBus", "default_instance_id", "open_bus"]
@@ -50,7 +51,7 @@ class LocalBus:
     status = "absent"
     instance_id: str | None = None
 
-    def __init__(self, hub: Hub, revocations: Revocations | None = None) -> None:
+    def __init__(self, hub: LocalHub, revocations: RevocationSet | None = None) -> None:
         self.hub = hub
         self.revocations = revocations
 
@@ -76,7 +77,9 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def open_bus(settings: Settings, hub: Hub, games: GameService, revocations: Revocations) -> Bus:
+def open_bus(
+    settings: Settings, hub: LocalHub, games: GameService, revocations: RevocationSet
+) -> Bus:
     """The bus the settings ask for (not started)."""
     if not settings.redis_url:
         return LocalBus(hub, revocations)

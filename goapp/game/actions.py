@@ -161,9 +161,15 @@ Action: TypeAlias = (
 _decoder = msgspec.json.Decoder(Action)
 
 
-def decode_action(data: bytes | str | dict[str, Any] | Action) -> Action:
-    """Read an action from JSON (bytes or str), a decoded dict, or pass a struct through.
-    Raises :class:`BadAction` (code ``bad_action``) with msgspec's reason."""
+def decode_action(data: bytes | str | msgspec.Raw | dict[str, Any] | Action) -> Action:
+    """Read an action from JSON (bytes, str, or a WebSocket message's raw ``action``), a
+    decoded dict, or pass a struct through. Raises :class:`BadAction` (code ``bad_action``)
+    with msgspec's reason."""
+    if data.__class__ is msgspec.Raw or data.__class__ is bytes:  # the hot path: no copy
+        try:
+            return _decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BadAction(f"bad action: {exc}") from exc
     if isinstance(data, _Action):
         return data
     try:

@@ -28,6 +28,7 @@ from typing import Any
 
 from goapp.game.events import GameStarted, Move, Pass, StoredEvent
 from goapp.game.service import GameService
+from goapp.protocol import Notify, UserRef
 from goapp.store import NotFoundError
 from goapp.tasks import BackgroundTasks
 
@@ -35,7 +36,7 @@ __all__ = ["FairPlay"]
 
 log = logging.getLogger("goapp.game")
 
-SendUser = Callable[[int, dict[str, Any]], Any]
+SendUser = Callable[[int, Notify], Any]
 
 
 class FairPlay:
@@ -132,26 +133,25 @@ class FairPlay:
     async def _notify(
         self, game_id: int, user_id: int, opponent_id: int | None, deadline_ms: int | None
     ) -> None:
-        opponent: dict[str, Any] | None = None
+        opponent: UserRef | None = None
         if opponent_id is not None:
             try:
                 user = await self.games.store.get_user(opponent_id)
-                opponent = {"id": user.id, "name": user.name}
+                opponent = UserRef(user.id, user.name)
             except NotFoundError:
-                opponent = {"id": opponent_id, "name": None}
+                opponent = UserRef(opponent_id, None)
             except Exception:
                 log.exception("notification for game %s: opponent lookup failed", game_id)
-                opponent = {"id": opponent_id, "name": None}
+                opponent = UserRef(opponent_id, None)
         try:
             self.send_user(
                 user_id,
-                {
-                    "type": "notify",
-                    "kind": "your_move",
-                    "game_id": game_id,
-                    "opponent": opponent,
-                    "deadline_ms": deadline_ms,
-                },
+                Notify(
+                    kind="your_move",
+                    game_id=game_id,
+                    opponent=opponent,
+                    deadline_ms=deadline_ms,
+                ),
             )
         except Exception:
             log.exception("notification for game %s failed", game_id)

@@ -86,7 +86,16 @@ from goapp.game.events import (
 from goapp.game.state import GameState, GameView
 from goapp.rules import DEFAULT_KOMI, MAX_BOARD_SIZE, MIN_BOARD_SIZE, Game, Rules
 from goapp.rules.clock import TimeControl, TimeControlError, decode_time_control
-from goapp.store import ConflictError, GameChange, NewEvent, NewGame, NotFoundError, Store
+from goapp.store import (
+    Challenge,
+    ConflictError,
+    GameChange,
+    GameStart,
+    NewEvent,
+    NewGame,
+    NotFoundError,
+    Store,
+)
 
 __all__ = ["BadGameSettings", "EventHook", "GameService", "ms_to_dt", "now_ms"]
 
@@ -197,7 +206,7 @@ class GameService:
 
     # -- creating --------------------------------------------------------------------------
 
-    async def create_game(
+    def _new_game(
         self,
         user_id: int | None,
         opponent_id: int | None,
@@ -212,16 +221,9 @@ class GameService:
         user_bot: str | None = None,
         opponent_bot: str | None = None,
         rated: bool = True,
-    ) -> GameState:
-        """Create and start a game between ``user_id`` (playing ``user_color``) and
-        ``opponent_id`` (a side may be a bot instead: ``*_bot`` with the id ``None``).
-
-        Writes the ``games`` row, then ``game_created`` (seq 1) and ``game_started`` (seq 2)
-        with the row's move to ``playing`` in one append. ``komi`` defaults to the ruleset's
-        (0.5 with handicap stones). ``rated=False`` (or a bot on either side) makes a game
-        that moves no ratings (``games.rated``, set before the game starts). Raises
-        :class:`BadGameSettings` for impossible settings.
-        """
+    ) -> tuple[GameStart, GameCreated, GameStarted]:
+        """What :meth:`create_game` writes: the game to start in one store transaction, and
+        its first two events. Raises :class:`BadGameSettings` for impossible settings."""
         width = size
         h = size if height is None else height
         if not (
@@ -264,27 +266,7 @@ class GameService:
             black_id, white_id, black_bot, white_bot = opponent_id, user_id, opponent_bot, user_bot
         else:
             raise BadGameSettings(f"colour must be black, white or random, not {user_color!r}")
-        try:
-            row = await self.store.create_game(
-                NewGame(
-                    width=width,
-                    height=h,
-                    komi=float(komi),
-                    rules=canonical,
-                    handicap=handicap,
-                    time_control=control,
-                    black_id=black_id,
-                    white_id=white_id,
-                    black_bot=black_bot,
-                    white_bot=white_bot,
-                    status="open",
-                )
-            )
-        except NotFoundError as exc:
-            raise BadGameSettings(f"unknown player: {exc}") from None
         rated = rated and black_bot is None and white_bot is None
-        if not rated:  # before the game starts, so no result can be rated meanwhile
-            await self.store.set_game_rated(row.id, False)
         now = self.clock_fn()
         created = GameCreated(
             at_ms=now,
@@ -300,32 +282,126 @@ class GameService:
             time_control=control,
             rated=rated,
         )
-        state = GameState(row.id, created)
+        first = GameState(0, created)
         started = GameStarted(
-            at_ms=now, clock=clock_view(state.clock.start(now), now), first=state.clock.to_move
+            at_ms=now, clock=clock_view(first.clock.start(now), now), first=first.clock.to_move
         )
-        rows = await self.store.append_events(
-            row.id,
-            [
+        start = GameStart(
+            NewGame(
+                width=width,
+                height=h,
+                komi=float(komi),
+                rules=canonical,
+                handicap=handicap,
+                time_control=control,
+                black_id=black_id,
+                white_id=white_id,
+                black_bot=black_bot,
+                white_bot=white_bot,
+                status="open",
+            ),
+            # set before the game starts, so no result can be rated meanwhile
+            rated=rated,
+            events=(
                 NewEvent(1, event_kind(created), encode_payload(created)),
                 NewEvent(2, event_kind(started), encode_payload(started)),
-            ],
+            ),
             change=_row_change([created, started]),
-            expect_status="open",
+            at=datetime.now(UTC),
         )
+        return start, created, started
+
+    async def _started(
+        self, game_id: int, start: GameStart, created: GameCreated, started: GameStarted
+    ) -> GameState:
+        """Cache and publish a game that ``start`` created and started (committed)."""
+        state = GameState(game_id, created)
         state.apply(started, 2)
+        at = start.at or datetime.now(UTC)
         stored = [
-            StoredEvent(
-                game_id=row.id, seq=rows[0].seq, created_at=rows[0].created_at, event=created
-            ),
-            StoredEvent(
-                game_id=row.id, seq=rows[1].seq, created_at=rows[1].created_at, event=started
-            ),
+            StoredEvent(game_id=game_id, seq=1, created_at=at, event=created),
+            StoredEvent(game_id=game_id, seq=2, created_at=at, event=started),
         ]
-        async with self._lock(row.id):
+        async with self._lock(game_id):
             self._put(state)
             await self._publish(stored)
         return state
+
+    async def create_game(
+        self,
+        user_id: int | None,
+        opponent_id: int | None,
+        *,
+        user_color: Literal["black", "white", "random"] = "random",
+        size: int = 19,
+        height: int | None = None,
+        rules: str = "japanese",
+        komi: float | None = None,
+        handicap: int = 0,
+        time_control: TimeControl | dict[str, Any] | None = None,
+        user_bot: str | None = None,
+        opponent_bot: str | None = None,
+        rated: bool = True,
+    ) -> GameState:
+        """Create and start a game between ``user_id`` (playing ``user_color``) and
+        ``opponent_id`` (a side may be a bot instead: ``*_bot`` with the id ``None``).
+
+        Writes the ``games`` row, its ``rated`` flag, then ``game_created`` (seq 1) and
+        ``game_started`` (seq 2) with the row's move to ``playing``, all in one transaction.
+        ``komi`` defaults to the ruleset's (0.5 with handicap stones). ``rated=False`` (or a
+        bot on either side) makes a game that moves no ratings (``games.rated``). Raises
+        :class:`BadGameSettings` for impossible settings.
+        """
+        start, created, started = self._new_game(
+            user_id,
+            opponent_id,
+            user_color=user_color,
+            size=size,
+            height=height,
+            rules=rules,
+            komi=komi,
+            handicap=handicap,
+            time_control=time_control,
+            user_bot=user_bot,
+            opponent_bot=opponent_bot,
+            rated=rated,
+        )
+        try:
+            row = await self.store.start_game(start)
+        except NotFoundError as exc:
+            raise BadGameSettings(f"unknown player: {exc}") from None
+        return await self._started(row.id, start, created, started)
+
+    async def accept_challenge(
+        self, challenge: Challenge, acceptor_id: int
+    ) -> tuple[Challenge, GameState]:
+        """Accept ``challenge`` for ``acceptor_id`` and start its game (the challenger
+        plays ``params["color"]``), all in one store transaction: exactly one of concurrent
+        acceptors wins, the others get ConflictError; when the game cannot start
+        (:class:`BadGameSettings`) nothing is written and the challenge stays open."""
+        p = challenge.params
+        try:
+            start, created, started = self._new_game(
+                challenge.challenger_id,
+                acceptor_id,
+                user_color=p["color"],
+                size=p["size"],
+                rules=p["rules"],
+                komi=p["komi"],
+                handicap=p["handicap"],
+                time_control=p["time_control"],
+                rated=bool(p.get("rated", True)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise BadGameSettings(f"the challenge's settings make no game: {exc!r}") from None
+        try:
+            accepted = await self.store.accept_challenge(challenge.id, acceptor_id, game=start)
+        except NotFoundError as exc:
+            if not str(exc).startswith("challenge "):
+                raise BadGameSettings(f"unknown player: {exc}") from None
+            raise
+        assert accepted.game_id is not None
+        return accepted, await self._started(accepted.game_id, start, created, started)
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -333,7 +409,7 @@ class GameService:
         self,
         game_id: int,
         user_id: int | None,
-        action: Action | bytes | str | dict[str, Any],
+        action: Action | bytes | str | msgspec.Raw | dict[str, Any],
         *,
         request_id: str | None = None,
         lag_ms: int = 0,
@@ -351,7 +427,7 @@ class GameService:
         self,
         game_id: int,
         color: PlayerColor,
-        action: Action | bytes | str | dict[str, Any],
+        action: Action | bytes | str | msgspec.Raw | dict[str, Any],
         *,
         request_id: str | None = None,
     ) -> list[StoredEvent]:
@@ -366,7 +442,7 @@ class GameService:
         game_id: int,
         user_id: int | None,
         bot_color: PlayerColor | None,
-        action: Action | bytes | str | dict[str, Any],
+        action: Action | bytes | str | msgspec.Raw | dict[str, Any],
         request_id: str | None,
         lag_ms: int,
     ) -> list[StoredEvent]:

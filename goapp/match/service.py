@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from goapp.game.service import GameService
 from goapp.match import policy
+from goapp.protocol import Automatch
 from goapp.store import Store
 from goapp.store.base import utcnow
 from goapp.store.errors import ConflictError, StoreError
@@ -56,7 +57,7 @@ PARTNER_GAME_WAIT_S = 2.0
 #: Speeds whose requests are cancelled when their player has gone (not correspondence).
 LIVE_SPEEDS = frozenset({"blitz", "live"})
 
-Send = Callable[[int, dict[str, Any]], Any]
+Send = Callable[[int, Automatch], Any]
 #: Whether a user has a connection anywhere; None when that cannot be known (several
 #: instances and Redis down: only this instance's connections are visible).
 Online = Callable[[int], "bool | None"]
@@ -266,11 +267,13 @@ class AutomatchService:
 
     # -- notifications ---------------------------------------------------------------------
 
-    def _send(self, user_id: int, payload: dict[str, Any], kind: str) -> None:
+    def _send(
+        self, user_id: int, payload: dict[str, Any], kind: Literal["paired", "cancelled"]
+    ) -> None:
         if self.send is None:
             return
         try:
-            self.send(user_id, {"type": "automatch", "kind": kind, "payload": payload})
+            self.send(user_id, Automatch(kind=kind, payload=payload))
         except Exception:
             log.exception("sending an automatch frame failed", extra={"user_id": user_id})
 

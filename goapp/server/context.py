@@ -4,12 +4,14 @@ services it built and hooked together. Handlers reach it as ``request.app[CTX]``
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from goapp.bus import Bus
+from goapp.bus.hub import Hub
 from goapp.engine.bots import BotDriver, Estimator
 from goapp.engine.facade import GameEngine
 from goapp.engine.review import ReviewService
@@ -18,11 +20,14 @@ from goapp.game.service import GameService
 from goapp.match.service import AutomatchService
 from goapp.rating.service import RatingService
 from goapp.server.auth import Revocations
-from goapp.server.hub import Hub
 from goapp.server.ratelimit import KeyedLocks, RateLimiter, SocketCounts
 from goapp.settings import Settings
 from goapp.store import Store
 from goapp.tasks import BackgroundTasks
+
+#: A logout drops the store's expired access revocations at most this often (seconds); a
+#: start-up drops them too (``wiring._load_revocations``).
+REVOCATION_PURGE_INTERVAL_S = 60.0
 
 
 @dataclass(eq=False)
@@ -59,6 +64,8 @@ class ServerContext:
     tasks: BackgroundTasks
     #: the engine's background work (resuming bot games, the lease sweep, metrics)
     engine_tasks: BackgroundTasks
+    #: ``time.monotonic()`` of the last purge of the store's expired revocations
+    _revocations_purged_at: float = field(default=-math.inf, init=False)
 
     async def revoke_user(self, user_id: int) -> None:
         """Logout, theft: refuse the user's access tokens issued until now, durably (the
@@ -67,7 +74,13 @@ class ServerContext:
         await self.store.revoke_access_tokens(user_id, now_ms)
         self.bus.revoke(user_id, now_ms)
         self.hub.disconnect_user(user_id, code=1008, reason="logged out")
-        await self.store.purge_access_revocations(self.revocations.horizon_ms(now_ms))
+        # expired rows are dropped at most once per interval, not on every logout: the
+        # DELETE scans the whole table (no index on not_before_ms), which made n logouts
+        # within one token lifetime cost O(n^2)
+        now = time.monotonic()
+        if now - self._revocations_purged_at >= REVOCATION_PURGE_INTERVAL_S:
+            self._revocations_purged_at = now
+            await self.store.purge_access_revocations(self.revocations.horizon_ms(now_ms))
 
     @property
     def engine_state(self) -> str:

@@ -10,7 +10,7 @@ The hooks, all attached here:
   instance's sockets and, with Redis, to the other instances), ratings, fair play, the bot
   driver;
 * ``Hub.on_presence`` (a user's first socket opens, the last one closes): fair play;
-* ``RateLimiter.shared``: the bus's Redis buckets (several instances).
+* ``RateLimiter.shared``: buckets in Redis, on the bus's connection (several instances).
 
 Left to the apps: the hub's ping/idle ticker runs while an app serves WebSockets, and the
 app's shutdown closes them (:func:`goapp.server.ws.setup_routes`).
@@ -23,6 +23,7 @@ import logging
 import time
 
 from goapp.bus import open_bus
+from goapp.bus.hub import Hub
 from goapp.engine.bots import BotDriver, Estimator
 from goapp.engine.errors import EngineError
 from goapp.engine.facade import GameEngine, open_engine
@@ -35,8 +36,7 @@ from goapp.private_files import make_private_dir
 from goapp.rating.service import RatingService
 from goapp.server.auth import Revocations, load_or_create_secret, secret_from_setting
 from goapp.server.context import ServerContext
-from goapp.server.hub import Hub
-from goapp.server.ratelimit import KeyedLocks, RateLimiter, SocketCounts
+from goapp.server.ratelimit import KeyedLocks, RateLimiter, SharedBuckets, SocketCounts
 from goapp.settings import Settings
 from goapp.store import Store, open_store
 from goapp.tasks import BackgroundTasks
@@ -83,7 +83,11 @@ async def open_services(settings: Settings, *, search_cwd: bool = False) -> Serv
     bus.attach(games)
     await bus.start()
     limiter = RateLimiter()
-    limiter.shared = getattr(bus, "buckets", None)  # several instances: buckets in Redis
+    if settings.redis_url:  # several instances: the buckets live in Redis, on the bus's link
+        from goapp.bus.redis import RedisBus  # (redis is imported only when it is used)
+
+        assert isinstance(bus, RedisBus)
+        limiter.shared = SharedBuckets(bus.redis, lambda: bus.up)
 
     # Rate games as they finish and, in the background, those a crash left unrated.
     tasks = BackgroundTasks()

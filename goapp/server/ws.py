@@ -12,9 +12,9 @@ client's actions are applied in the order it sent them). Frames come straight fr
 aiohttp's parser (:mod:`goapp.server.ws_inbox`, :class:`_Reader`): no task waits on an
 idle socket, which keeps the collector's pauses short at 10k sockets. Every message is
 charged against the connection's message credits on arrival, decoded strictly
-(:mod:`goapp.server.protocol`), dispatched through :func:`goapp._core.dispatch_index` and
+(:mod:`goapp.protocol`), dispatched by the message's class (``_DISPATCH``) and
 answered with ``ack`` or ``error`` carrying the client's ``id``. Outgoing frames are encoded
-once and written to the transport by the hub (:class:`goapp.server.hub.Conn`), never
+once and written to the transport by the hub (:class:`goapp.bus.conn.Conn`), never
 awaited.
 """
 
@@ -31,15 +31,17 @@ import msgspec
 import orjson
 from aiohttp import WebSocketError, WSMsgType, web
 
-from goapp._core import WS_MESSAGE_TYPES, dispatch_index, encode_ws_frame, encode_ws_text_frame
-from goapp.game.errors import GameNotFound
+from goapp import protocol as p
+from goapp._core import encode_ws_frame
+from goapp.bus.conn import Conn
+from goapp.bus.hub import Hub
+from goapp.game.errors import BadAction, GameNotFound
 from goapp.obs.metrics import ACTION_LATENCY, WS_MESSAGES
-from goapp.server import protocol as p
+from goapp.protocol import event_frame
 from goapp.server.api.common import client_ip
 from goapp.server.auth import AccessClaims, AuthError, verify_access_token
 from goapp.server.context import CTX, ServerContext
 from goapp.server.errors import INTERNAL_ERROR, ApiError, describe, error_body
-from goapp.server.hub import Conn, Hub, event_frame
 from goapp.server.ws_inbox import Inbox, InboxWebSocketResponse
 
 __all__ = [
@@ -66,10 +68,9 @@ MAX_SUBSCRIPTIONS = 64
 CLOSE_TIMEOUT_S = 5.0
 
 _ACTION_LATENCY = ACTION_LATENCY.labels(via="ws")
-_MESSAGE_COUNTERS = tuple(WS_MESSAGES.labels(type=t) for t in WS_MESSAGE_TYPES)
+_MESSAGE_COUNTERS = tuple(WS_MESSAGES.labels(type=t) for t in p.CLIENT_TYPES)
 _BAD_MESSAGE_COUNTER = WS_MESSAGES.labels(type="invalid")
 PONG_EMPTY = encode_ws_frame(0xA, b"")
-_ENCODE = msgspec.json.Encoder().encode
 
 
 def setup_routes(app: web.Application) -> None:
@@ -201,23 +202,24 @@ async def _serve(
         _arm_expiry(conn, claims.exp)
     chat = ctx.limiter.limits.get("chat:user")
     try:
-        conn.send_json(
-            {
-                "type": "welcome",
-                "user": None if claims is None else {"id": conn.user_id, "name": conn.name},
-                "server_time": p.server_time_ms(),
-                "protocol": p.PROTOCOL,
-                "instance": ctx.bus.instance_id,
-                "limits": {
-                    "max_msg_size": MAX_MSG_SIZE,
-                    "msg_rate": MSG_RATE,
-                    "msg_burst": MSG_BURST,
-                    "chat_rate": None if chat is None else chat.per_s,
-                    "chat_burst": None if chat is None else chat.burst,
-                    "max_chat_chars": MAX_CHAT_CHARS,
-                    "max_subscriptions": MAX_SUBSCRIPTIONS,
-                },
-            }
+        conn.send(
+            p.encode_frame(
+                p.Welcome(
+                    user=None if claims is None else p.UserRef(int(claims.sub), claims.name),
+                    server_time=p.server_time_ms(),
+                    protocol=p.PROTOCOL,
+                    instance=ctx.bus.instance_id,
+                    limits=p.Limits(
+                        max_msg_size=MAX_MSG_SIZE,
+                        msg_rate=MSG_RATE,
+                        msg_burst=MSG_BURST,
+                        chat_rate=None if chat is None else chat.per_s,
+                        chat_burst=None if chat is None else chat.burst,
+                        max_chat_chars=MAX_CHAT_CHARS,
+                        max_subscriptions=MAX_SUBSCRIPTIONS,
+                    ),
+                )
+            )
         )
         reader.start(ws.inbox)
         await conn.done
@@ -358,11 +360,16 @@ class _Reader:
 
 
 def _error(conn: Conn, msg_id: Any, code: str, message: str, **details: Any) -> None:
-    conn.send(encode_ws_text_frame(p.error_frame(msg_id, error_body(code, message, **details))))
+    _send_error(conn, msg_id, error_body(code, message, **details))
+
+
+def _send_error(conn: Conn, msg_id: Any, body: dict[str, Any]) -> None:
+    """An ``error`` frame from a :func:`~goapp.server.errors.describe` body."""
+    conn.send(p.encode_frame(p.Error(id=msg_id, error=body["error"])))
 
 
 def _ack(conn: Conn, msg_id: Any, **fields: Any) -> None:
-    conn.send(encode_ws_text_frame(orjson.dumps({"type": "ack", "id": msg_id, **fields})))
+    conn.send(p.encode_frame(p.Ack(id=msg_id, **fields)))
 
 
 def _take_credit(conn: Conn, now: float) -> bool:
@@ -382,20 +389,18 @@ async def _on_text(ctx: ServerContext, hub: Hub, conn: Conn, data: str) -> None:
         _BAD_MESSAGE_COUNTER.inc()
         _error(conn, _peek_id(data), "bad_message", str(exc))
         return
-    tag = msg.__struct_config__.tag
-    assert isinstance(tag, str)
-    index = dispatch_index(tag)
+    index = _DISPATCH[msg.__class__]
     _MESSAGE_COUNTERS[index].inc()
     try:
         await _HANDLERS[index](ctx, hub, conn, msg)
     except Exception as exc:
         described = describe(exc)
         if described is None:
-            log.exception("websocket message %s failed", tag)
+            log.exception("websocket message %s failed", p.CLIENT_TYPES[index])
             body = INTERNAL_ERROR
         else:
             body = described[1]
-        conn.send(encode_ws_text_frame(p.error_frame(msg.id, body)))
+        _send_error(conn, msg.id, body)
 
 
 def _peek_id(data: str) -> Any:
@@ -413,7 +418,7 @@ def _peek_id(data: str) -> Any:
     return None
 
 
-# -- handlers (indexed by dispatch_index: the order of WS_MESSAGE_TYPES) -----------------------
+# -- handlers (in the order of goapp.protocol.CLIENT_MESSAGES) --------------------------------
 
 
 async def on_hello(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
@@ -427,7 +432,7 @@ async def on_hello(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
             if described is None:
                 raise
             body = {"error": {**described[1]["error"], "game_id": game_id}}
-            conn.send(encode_ws_text_frame(p.error_frame(msg.id, body)))
+            _send_error(conn, msg.id, body)
             continue
         if ok:
             resumed[str(game_id)] = since
@@ -454,13 +459,7 @@ async def _subscribe(
         if since is None:
             view = await ctx.games.view(game_id)
             sent = view.seq
-            conn.send(
-                encode_ws_text_frame(
-                    msgspec.json.encode(
-                        {"type": "state", "game_id": game_id, "seq": view.seq, "view": view}
-                    )
-                )
-            )
+            conn.send(p.encode_frame(p.State(game_id=game_id, seq=view.seq, view=view)))
         else:
             events = await ctx.games.events_since(game_id, since)
             if not events and since == 0:
@@ -505,7 +504,7 @@ async def on_unsubscribe(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> 
 async def on_subscribe_lobby(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     hub.subscribe_lobby(conn)
     _ack(conn, msg.id)
-    conn.send_json(hub.presence_snapshot())
+    conn.send(p.encode_frame(hub.presence_snapshot()))
 
 
 async def on_unsubscribe_lobby(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
@@ -521,36 +520,37 @@ async def on_action(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     t0 = time.perf_counter()
     # Only an explicit request_id makes an action idempotent: message ids are per connection
     # and may restart after a reconnect, so they must never select an earlier action.
-    # The action goes on as JSON bytes, not as the dict the protocol decoded: the game
-    # service decodes bytes with a prebuilt msgspec Decoder (0.3 us), while a dict goes
-    # through msgspec.convert, which re-walks the Action union on every call (12 us, 3-5%
-    # of the server's CPU per move at 10k sockets). The dict came from JSON, so the
-    # round trip accepts and refuses the same actions, with the same messages.
+    # The action is still its raw JSON (goapp.protocol.Action): the game service decodes it
+    # once, straight into its action union, with a prebuilt msgspec Decoder (0.3 us; a dict
+    # through msgspec.convert re-walks the union on every call: 12 us). So an action is
+    # never a dict, and the WebSocket refuses the same actions as HTTP, with the same
+    # messages.
     # The events this action publishes for this socket are held and go out with the ack
     # in one write (Conn.hold_for). On an error (e.g. a flag that fell: its timeout events
     # were committed and published) the held frames go out alone, then the error frame.
     conn.hold_for(asyncio.current_task())
     ack = b""
     try:
-        events = await ctx.games.act(
-            msg.game_id,
-            conn.user_id,
-            _ENCODE(msg.action),
-            request_id=msg.request_id,
-            lag_ms=msg.lag_ms,
-        )
+        try:
+            events = await ctx.games.act(
+                msg.game_id,
+                conn.user_id,
+                msg.action,
+                request_id=msg.request_id,
+                lag_ms=msg.lag_ms,
+            )
+        except BadAction:
+            if p.action_is_object(msg.action):
+                raise
+            _BAD_MESSAGE_COUNTER.inc()  # not even an action: the protocol's refusal
+            _error(conn, msg.id, "bad_message", "Expected `object` - at `$.action`")
+            return
         _ACTION_LATENCY.observe(time.perf_counter() - t0)
-        body = {
-            "type": "ack",
-            "id": msg.id,
-            "game_id": msg.game_id,
-            "seq": events[-1].seq if events else None,
-            "events": [
-                {"game_id": e.game_id, "seq": e.seq, "kind": e.kind, "payload": e.payload}
-                for e in events
-            ],
-        }
-        ack = encode_ws_text_frame(orjson.dumps(body))
+        # The events themselves are not repeated here: a subscribed mover gets them as
+        # event frames, written with this ack in one write (see hold_for above).
+        ack = p.encode_frame(
+            p.Ack(id=msg.id, game_id=msg.game_id, seq=events[-1].seq if events else None)
+        )
     finally:
         conn.release(ack)
 
@@ -591,16 +591,13 @@ async def on_chat(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
         )
         return
     line = await ctx.store.add_chat(room, conn.user_id, text)
-    frame = encode_ws_text_frame(
-        orjson.dumps(
-            {
-                "type": "chat",
-                "room": room,
-                "id": line.id,
-                "user": {"id": conn.user_id, "name": conn.name},
-                "text": line.text,
-                "created": line.created_at.isoformat(),
-            }
+    frame = p.encode_frame(
+        p.ChatLine(
+            room=room,
+            id=line.id,
+            user=p.UserRef(conn.user_id, conn.name),
+            text=line.text,
+            created=line.created_at.isoformat(),
         )
     )
     _ack(conn, msg.id, chat_id=line.id)
@@ -614,7 +611,7 @@ def _has_controls(text: str) -> bool:
 
 async def on_ping(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     assert isinstance(msg, p.Ping)
-    conn.send_json({"type": "pong", "id": msg.id, "t": msg.t, "server_time": p.server_time_ms()})
+    conn.send(p.encode_frame(p.Pong(id=msg.id, t=msg.t, server_time=p.server_time_ms())))
 
 
 async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
@@ -625,7 +622,7 @@ async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
     except (AuthError, ApiError) as exc:
         described = describe(exc)
         assert described is not None
-        conn.send(encode_ws_text_frame(p.error_frame(msg.id, described[1])))
+        _send_error(conn, msg.id, described[1])
         return
     user_id = int(claims.sub)
     if conn.user_id is not None and conn.user_id != user_id:
@@ -645,7 +642,7 @@ async def on_auth(ctx: ServerContext, hub: Hub, conn: Conn, msg: Any) -> None:
             return
     hub.set_user(conn, user_id, claims.name)
     _arm_expiry(conn, claims.exp)
-    _ack(conn, msg.id, user={"id": user_id, "name": claims.name}, exp=claims.exp)
+    _ack(conn, msg.id, user=p.UserRef(user_id, claims.name), exp=claims.exp)
 
 
 Handler = Callable[[ServerContext, Hub, Conn, Any], Awaitable[None]]
@@ -661,4 +658,6 @@ _HANDLERS: tuple[Handler, ...] = (
     on_ping,
     on_auth,
 )
-assert len(_HANDLERS) == len(WS_MESSAGE_TYPES)
+assert len(_HANDLERS) == len(p.CLIENT_MESSAGES)
+#: A client message's class -> its handler's index (and its counter's).
+_DISPATCH: dict[type, int] = {cls: i for i, cls in enumerate(p.CLIENT_MESSAGES)}

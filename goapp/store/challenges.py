@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ConflictError, NotFoundError, StoreError
-from .games import ACTIVE, check_new_game, insert_game
+from .games import ACTIVE, check_start, start_game
 from .records import (
     AUTOMATCH_SIZE_BITS,
     AUTOMATCH_SPEEDS,
     AutomatchRequest,
     Challenge,
+    GameStart,
     NewGame,
 )
 from .schema import check_dt, cols, decode_json, encode_json, utcnow
@@ -231,16 +232,19 @@ class ChallengeQueries(Backend):
         challenge_id: int,
         acceptor_id: int,
         *,
-        game: NewGame | None = None,
+        game: NewGame | GameStart | None = None,
         now: datetime | None = None,
     ) -> Challenge:
         """Accept an open, unexpired challenge. Exactly one of several concurrent acceptors
         wins; the others get ConflictError (so do the challenger, a user who is not the
-        target, and late acceptors). When ``game`` is given, the game is created in the same
-        transaction and its id recorded in the challenge's ``game_id``."""
+        target, and late acceptors). When ``game`` is given, the game is created (and, for
+        a :class:`GameStart`, started: its rated flag and first events) in the same
+        transaction and its id recorded in the challenge's ``game_id``: if the game cannot
+        be created (e.g. NotFoundError for an unknown player), the challenge stays open."""
         when = check_dt(now or utcnow())
-        if game is not None:
-            check_new_game(game)
+        start = GameStart(game) if isinstance(game, NewGame) else game
+        if start is not None:
+            check_start(start)
 
         def plan() -> Plan[Challenge]:
             t = "challenges"
@@ -249,8 +253,8 @@ class ChallengeQueries(Backend):
                 old = yield from one(GET_CHALLENGE, challenge_id, table=t)
                 old_challenge = None if old is None else challenge_from_row(old)
                 raise accept_failure(challenge_id, acceptor_id, old_challenge, when)
-            if game is not None:
-                new_game = yield from insert_game(game)
+            if start is not None:
+                new_game = yield from start_game(self, start)
                 row = yield from one(SET_CHALLENGE_GAME, challenge_id, new_game.id, table=t)
             return challenge_from_row(row)
 

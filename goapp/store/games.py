@@ -15,6 +15,7 @@ from .records import (
     Event,
     Game,
     GameChange,
+    GameStart,
     NewEvent,
     NewGame,
 )
@@ -33,6 +34,7 @@ INSERT_GAME = (
     f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0) RETURNING {GAME}"
 )
 GET_GAME = f"SELECT {GAME} FROM games WHERE id = $1"
+SET_GAME_RATED = "UPDATE games SET rated = $2 WHERE id = $1 RETURNING id"
 GAME_STATE = "SELECT last_seq, status FROM games WHERE id = $1"
 ACTIVE_GAMES = (
     f"SELECT {GAME} FROM games WHERE black_id = $1 AND {ACTIVE}"
@@ -128,6 +130,14 @@ def check_events(events: Sequence[NewEvent]) -> None:
             raise ValueError(f"events must have consecutive seq, got {[x.seq for x in events]}")
 
 
+def check_start(start: GameStart) -> None:
+    check_new_game(start.game)
+    if start.events:
+        check_events(start.events)
+        if start.events[0].seq != 1:
+            raise ValueError(f"a new game's log starts at seq 1, not {start.events[0].seq}")
+
+
 def insert_game(game: NewGame) -> Plan[Game]:
     """Insert a game (also used when a challenge is accepted)."""
     row = yield from one(
@@ -146,6 +156,27 @@ def insert_game(game: NewGame) -> Plan[Game]:
         utcnow(),
         table="games",
     )
+    return game_from_row(row)
+
+
+def start_game(backend: Backend, start: GameStart) -> Plan[Game]:
+    """Insert a game, set its rated flag and append its first events (``start_game``, also
+    run inside ``accept_challenge``); the caller makes the plan atomic."""
+    game = yield from insert_game(start.game)
+    if not start.rated:
+        yield from one(SET_GAME_RATED, game.id, False)
+    if not start.events:
+        return game
+    columns = {
+        "last_seq": start.events[-1].seq,
+        **(start.change.columns() if start.change is not None else {}),
+    }
+    sql, args = update_game_sql(columns, None, 0)
+    items = [(e.seq, e.kind, encode_json(e.payload)) for e in start.events]
+    at = start.at or utcnow()
+    if not (yield from backend._append(sql, [game.id, *args], items, at)):
+        raise ConflictError(f"game {game.id} changed while it was being started")
+    row = yield from one(GET_GAME, game.id, table="games")
     return game_from_row(row)
 
 
@@ -192,6 +223,14 @@ class GameQueries(Backend):
         """Insert a game with ``last_seq = 0``. NotFoundError when a user id does not exist."""
         check_new_game(game)
         return await self._write(insert_game(game))
+
+    async def start_game(self, start: GameStart) -> Game:
+        """Create a game and append its first events in one transaction: either the game
+        exists with all of them, or nothing was written. NotFoundError when a user id does
+        not exist. Returns the game as it is after the events."""
+        check_new_game(start.game)
+        check_start(start)
+        return await self._write(start_game(self, start), atomic=True)
 
     async def get_game(self, game_id: int) -> Game:
         """NotFoundError when there is no such game."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ConflictError, NotFoundError
-from .games import game_from_row
+from .games import SET_GAME_RATED, game_from_row
 from .records import (
     RATING_POOLS,
     Game,
@@ -50,7 +50,6 @@ LEADERBOARD = (
     " ORDER BY r.rating DESC, r.user_id LIMIT $2"
 )
 GAME_RATED = "SELECT rated FROM games WHERE id = $1"
-SET_GAME_RATED = "UPDATE games SET rated = $2 WHERE id = $1 RETURNING id"
 # finished rated games between two users that have no rating history yet (catch-up)
 UNRATED_FINISHED = (
     f"SELECT {GAME} FROM games AS g WHERE g.status = 'finished' AND g.rated"

@@ -171,6 +171,20 @@ class GameChange:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class GameStart:
+    """A game to create and start in one transaction (:meth:`Store.start_game`, or with
+    :meth:`Store.accept_challenge`): the ``games`` row (``last_seq = 0``), its ``rated``
+    flag, then ``events`` (seq 1, 2, ...) appended with the row ``change`` they make,
+    stamped ``at`` (default: the time of the write)."""
+
+    game: NewGame
+    rated: bool = True
+    events: tuple[NewEvent, ...] = ()
+    change: GameChange | None = None
+    at: datetime | None = None
+
+
 #: Rating pools: ``overall`` (every rated game) and one per board size.
 RATING_POOLS: Final = ("overall", "9", "13", "19")
 

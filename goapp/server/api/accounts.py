@@ -350,7 +350,8 @@ ROUTES = [
         errors=(400, 401, 503),
         description="Also refuses the user's access tokens issued before it, on every "
         "instance and across restarts (the user's other sessions refresh and go on). "
-        "Idempotent: retry after a 503.",
+        "Idempotent: a well-formed token that is unknown or already revoked answers 200; "
+        "retry after a 503. A malformed token answers 401 `token_invalid`.",
     ),
     Route(
         "GET",

@@ -306,30 +306,12 @@ async def accept_challenge(request: web.Request) -> web.Response:
     if ch.challenger_id == me:
         raise ApiError(409, "challenge_unavailable", "you cannot accept your own challenge")
     try:
-        ch = await db("accept_challenge", ctx.store.accept_challenge(challenge_id, me))
+        # one transaction: the accept and the game's start commit together or not at all
+        ch, state = await db("accept_challenge", ctx.games.accept_challenge(ch, me))
     except ConflictError as exc:
         raise ApiError(409, "challenge_unavailable", str(exc)) from None
     except NotFoundError:
         raise ApiError(404, "challenge_not_found", f"challenge {challenge_id} not found") from None
-    p = ch.params
-    try:
-        state = await ctx.games.create_game(
-            ch.challenger_id,
-            me,
-            user_color=p["color"],
-            size=p["size"],
-            rules=p["rules"],
-            komi=p["komi"],
-            handicap=p["handicap"],
-            time_control=p["time_control"],
-            rated=bool(p.get("rated", True)),
-        )
-    except Exception:
-        log.exception(
-            "challenge accepted but the game could not be created",
-            extra={"challenge_id": challenge_id},
-        )
-        raise
     publish(
         request,
         ch,
@@ -411,7 +393,10 @@ ROUTES = [
         auth="required",
         params=(id_param(what="the challenge id"),),
         errors=(401, 404, 409),
-        description="Exactly one of several concurrent acceptors wins; the others get 409.",
+        description="Exactly one of several concurrent acceptors wins; the others get 409 "
+        "`challenge_unavailable`. The accept and the start of the game are one transaction: "
+        "409 `bad_settings` when the challenge's settings make no game (the challenge "
+        "stays open).",
     ),
     Route(
         "DELETE",

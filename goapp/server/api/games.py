@@ -14,6 +14,7 @@ from goapp.game.actions import Action
 from goapp.game.errors import GameNotFound
 from goapp.game.state import GameState
 from goapp.obs.metrics import ACTION_LATENCY
+from goapp.protocol import ROOM_RE
 from goapp.rules import PASS_LOC, Result, Rules
 from goapp.rules.sgf import GameInfo, Move, SgfError, read_record, record_to_sgf, replay
 from goapp.server.api.common import (
@@ -35,7 +36,6 @@ from goapp.server.api.common import (
 )
 from goapp.server.auth import InvalidUsernameError, username_key, validate_username
 from goapp.server.errors import ApiError
-from goapp.server.protocol import ROOM_RE
 from goapp.store.errors import NotFoundError
 from goapp.store.records import Game
 
