@@ -3,6 +3,7 @@
 #
 #   make serve   install, build, get an AI opponent, run the server on SQLite in ./data
 #   make test    install, build, lint, type-check, start what the tests need, run every test
+#   make test-unit  the tests that need nothing (pytest -m unit): under a minute, no services
 #   make bench   benchmarks (pytest-benchmark); figures go in benches/README.md
 #   make loadtest  the one-instance load regression (1,000 clients, 200 moves/s, p99 < 20 ms)
 #   make bench-check BASE=<git ref> [LOAD=1]   head against BASE, interleaved in one run;
@@ -28,7 +29,7 @@ KATAGO_DIR   ?= .katago
 KATAGO_MODEL ?= ../shared/katago/g170-b6c96-s175395328-d26788732.bin.gz
 PYTEST_ARGS ?=
 
-.PHONY: serve ai test build install system-deps katago lint typecheck pytest bench loadtest binary clean \
+.PHONY: serve ai test test-unit build install system-deps katago lint typecheck pytest bench loadtest binary clean \
         bench-check bench-save
 
 serve: build ai
@@ -61,6 +62,11 @@ ai: $(STAMP)
 	  || echo "note: no KataGo (see above); the server uses GNU Go if it is installed. Later: $(BIN)/goapp engine setup --dest $(SERVE_DATA)/katago"
 
 test: build system-deps katago lint typecheck pytest
+
+# The fast part: every test that needs no service, engine, browser or goapp process (the
+# `unit` marker, set by tests/conftest.py from what each test uses; README "Tests").
+test-unit: build
+	$(BIN)/pytest tests -m unit $(PYTEST_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -6,7 +6,7 @@
 Each game asks for ``MOVES`` bot moves one after the other, on 9x9 positions of its own
 (random legal openings, a different seed per game, so no game hits another's cache), at
 ``VISITS`` visits, Tromp-Taylor rules, komi 7. The analysis side goes through
-:class:`goapp.engine.katago.KataGoEngine.best_move` (bot priority, the packaged
+``tests/engine_support.best_move`` (bot priority as the bots ask, the packaged
 ``analysis.cfg``); the GTP side replays the position (``clear_board``, ``play``...) and sends
 ``genmove`` to its own ``katago gtp`` (the packaged ``gtp.cfg``, ``maxVisits`` overridden),
 started before timing. The latency of every move is recorded; ``extra_info`` holds p50, p95
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_support import best_move
 
 from goapp.engine.gtp import AsyncGtpClient
 from goapp.engine.katago import KataGoEngine, default_config
@@ -86,7 +87,7 @@ async def run_analysis(paths: KataGoPaths, games: int, moves: int) -> dict[str, 
         async def play(game: int) -> None:
             for pos in positions(game, moves):
                 t0 = time.monotonic()
-                move = await engine.best_move(pos, 9, "tromp-taylor", 7.0, VISITS, timeout=600)
+                move = await best_move(engine, pos, 9, "tromp-taylor", 7.0, VISITS, timeout=600)
                 latencies.append(time.monotonic() - t0)
                 assert move
 

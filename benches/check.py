@@ -413,7 +413,9 @@ def save(args: argparse.Namespace) -> int:
 
 def _load_entry(key: str, value: float) -> dict[str, Any]:
     """A load figure in pytest-benchmark's shape (one round: min = median = the figure)."""
-    stats = dict.fromkeys(("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr"), value)
+    stats: dict[str, Any] = dict.fromkeys(
+        ("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr"), value
+    )
     stats.update(stddev=0, iqr=0, rounds=1, iterations=1, total=value, outliers="0;0",
                  iqr_outliers=0, stddev_outliers=0, ops=1 / value if value else 0)  # fmt: skip
     return {"group": "load", "name": f"load_{key}", "fullname": f"benches/load.py::{key}",

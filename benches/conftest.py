@@ -39,8 +39,9 @@ class _SlowedBenchmark(BenchmarkFixture):
 
     plant_fraction = 0.0
 
-    def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return super().__call__(_slowed(fn, self.plant_fraction), *args, **kwargs)
+    def __call__(self, function_to_benchmark: Any, *args: Any, **kwargs: Any) -> Any:
+        slowed = _slowed(function_to_benchmark, self.plant_fraction)
+        return super().__call__(slowed, *args, **kwargs)
 
     def pedantic(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return super().pedantic(_slowed(target, self.plant_fraction), *args, **kwargs)

@@ -219,7 +219,7 @@ async def serve_picows(
 
     groups = Groups(send)
 
-    class Listener(WSListener):  # type: ignore[misc]
+    class Listener(WSListener):
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             kind = frame.msg_type
             if kind == text:

@@ -85,11 +85,6 @@ def record_playout_games(games: int, size: int = 19, seed_base: int = 12345) -> 
 def splitmix64_sequence(seed: int, n: int) -> list[int]: ...
 
 # -- WebSocket gateway hot paths
-WS_OP_TEXT: Final[int]
-WS_OP_BINARY: Final[int]
-WS_OP_CLOSE: Final[int]
-WS_OP_PING: Final[int]
-WS_OP_PONG: Final[int]
 
 def encode_ws_text_frame(payload: bytes) -> bytes: ...
 def encode_ws_frame(opcode: int, payload: bytes | bytearray | memoryview) -> bytes: ...

@@ -1350,12 +1350,6 @@ def splitmix64_sequence(uint64_t seed, int n):
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
-WS_OP_TEXT = 0x1
-WS_OP_BINARY = 0x2
-WS_OP_CLOSE = 0x8
-WS_OP_PING = 0x9
-WS_OP_PONG = 0xA
-
 
 cdef bytes _ws_frame(int opcode, bytes payload):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)

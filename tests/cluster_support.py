@@ -20,10 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-try:
-    from .services import free_port, unavailable
-except ImportError:
-    from services import free_port, unavailable  # type: ignore[no-redef]
+from services import free_port, unavailable
 
 
 def wait_healthy(

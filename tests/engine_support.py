@@ -13,7 +13,8 @@ from typing import Any
 
 from goapp.engine.bots import BotDriver
 from goapp.engine.facade import GameEngine, KataGoBackend, Position
-from goapp.engine.katago import KataGoEngine
+from goapp.engine.katago import PRIORITY_BOT, AnalysisQuery, KataGoEngine
+from goapp.engine.remote import RemoteEngine
 from goapp.engine.setup import KataGoPaths
 from goapp.game.errors import GameError
 from goapp.game.service import GameService
@@ -21,9 +22,8 @@ from goapp.game.state import GameState
 from goapp.rules import Color
 from goapp.store import Store, open_store
 
-# The small test model beside the checkout. It lives here, not in conftest.py: benches/ has a
-# conftest.py of its own, and a run that collects both can leave `import conftest` naming that
-# one (test modules that imported KATAGO_MODEL from conftest then failed to collect).
+# The small test model beside the checkout. It lives here, not in conftest.py: test modules
+# import helpers (tests/ is on pythonpath), never conftest, which pytest loads itself.
 KATAGO_MODEL = (
     Path(__file__).resolve().parents[2]
     / "shared"
@@ -61,6 +61,31 @@ async def bot_setup(
         await engine.close()
         if own:
             await store.close()
+
+
+async def best_move(
+    engine: KataGoEngine | RemoteEngine,
+    moves: list[list[str]],
+    size: int,
+    rules: object,
+    komi: float,
+    visits: int,
+    **analyze: Any,
+) -> str:
+    """KataGo's move for the player to move (``"pass"`` when it has none), asked as the bots
+    ask (:meth:`goapp.engine.facade.KataGoBackend.genmove`): bot priority, no root noise."""
+    query = AnalysisQuery(
+        moves=moves,
+        rules=rules,
+        komi=komi,
+        board_x_size=size,
+        board_y_size=size,
+        max_visits=visits,
+        priority=PRIORITY_BOT,
+        override_settings={"wideRootNoise": 0.0},
+    )
+    result = await engine.analyze(query, **analyze)
+    return result.best_move or "pass"
 
 
 async def until(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> None:

@@ -11,16 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import ClientWebSocketResponse
+from api_support import Api, fast_scrypt, make_api
+from ws_helpers import recv_type, request
 
 from goapp.server.api.accounts import DEVICE_COOKIE
 from goapp.server.ratelimit import RateLimiter
-
-try:
-    from .api_support import Api, fast_scrypt, make_api
-    from .ws_helpers import recv_type, request
-except ImportError:
-    from api_support import Api, fast_scrypt, make_api  # type: ignore[no-redef]
-    from ws_helpers import recv_type, request  # type: ignore[no-redef]
 
 
 async def socket(api: Api, user: str | None) -> ClientWebSocketResponse:
@@ -116,6 +111,7 @@ async def test_open_challenges_are_capped_per_user(api: Api) -> None:
     assert (await api.call("POST", "/api/challenges", offer, user="bob"))[0] == 201
 
 
+@pytest.mark.gnugo
 async def test_games_against_the_computer_are_capped_per_user(
     tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

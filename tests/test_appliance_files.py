@@ -59,6 +59,7 @@ def compose_config(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.tools
 def test_compose_file_is_valid() -> None:
     for profiles in ([], ["--profile", "katago", "--profile", "nginx"]):
         proc = compose_config(*profiles, "config", "-q", GOAPP_DB_PASSWORD="test-password")
@@ -115,6 +116,7 @@ def test_dockerfile() -> None:
     assert ignore[1] == "*" and "!goapp/" in ignore
 
 
+@pytest.mark.tools
 def test_cloud_init_user_data_is_valid() -> None:
     tool = shutil.which("cloud-init")
     if tool is None:
@@ -141,6 +143,7 @@ def test_cloud_init_user_data_is_valid() -> None:
     assert sh.returncode == 0, sh.stderr
 
 
+@pytest.mark.tools
 def test_cloud_init_schema_catches_errors(tmp_path: Path) -> None:
     """The check bites: a wrongly typed key fails it."""
     tool = shutil.which("cloud-init")

@@ -15,11 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
-
-try:
-    from .ws_helpers import recv, token_for
-except ImportError:
-    from ws_helpers import recv, token_for  # type: ignore[no-redef]
+from ws_helpers import recv, token_for
 
 from goapp.game.service import GameService
 from goapp.match import policy

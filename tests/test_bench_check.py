@@ -22,6 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = [pytest.mark.slow]  # runs the benchmark suites, twice
+
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = "test_write_300_moves"
 

@@ -34,11 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-try:
-    from .services import free_port, unavailable
-except ImportError:
-    from services import free_port, unavailable  # type: ignore[no-redef]
+from services import free_port, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -217,6 +217,7 @@ async def test_bot_plays_first_as_black_and_resumes_after_restart(
         await store.close()
 
 
+@pytest.mark.gnugo
 async def test_gnugo_fallback_bot_game(tmp_path: Path) -> None:
     gnugo = find_gnugo()
     assert gnugo is not None, "GNU Go is required (apt-get install gnugo)"

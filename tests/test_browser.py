@@ -35,6 +35,9 @@ import pytest
 
 from goapp.engine.setup import KataGoPaths
 
+# Chromium against goapp serve processes
+pytestmark = [pytest.mark.chromium, pytest.mark.server]
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -104,7 +107,7 @@ def untuned_engine_server(
         "GOAPP_KATAGO_BINARY": str(katago.home / "katago"),  # the wrapper sets its libraries
         "GOAPP_KATAGO_MODEL": str(katago.model),
     }
-    yield from _serve(tmp_path_factory, **extra)
+    yield from _serve(tmp_path_factory, None, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -871,7 +874,7 @@ def test_the_apps_rules_agree_with_the_core(server: str, browser: Browser) -> No
         sgf = b"(;SZ[9]AB[aa][ab]AW[ba]PL[W];W[ee];AE[aa]AW[ii];B[cc];W[];AB[ba:bc])"
         review = review_sgf(sgf)
         game = replay(read_record(sgf))
-        want = "".join(".XO"[int(game.board[x, y])] for y in range(9) for x in range(9))
+        stones = "".join(".XO"[int(game.board[x, y])] for y in range(9) for x in range(9))
         got = page.page.evaluate(
             """([go, data]) => import(go).then(m => {
                 const rec = new m.Record(9, 9, { handicapStones: data.handicap_stones,
@@ -881,7 +884,7 @@ def test_the_apps_rules_agree_with_the_core(server: str, browser: Browser) -> No
             })""",
             [go, review],
         )
-        assert got == want
+        assert got == stones
         assert page.errors == []
     finally:
         page.close()

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from test_browser import (
@@ -33,6 +33,12 @@ from test_browser import (
 )
 
 from goapp.rating.ranks import rating_to_rank
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
+# Chromium against goapp serve processes
+pytestmark = [pytest.mark.chromium, pytest.mark.server]
 
 __all__ = ["browser"]  # the fixture, imported for pytest
 
@@ -78,7 +84,7 @@ def _act(base: str, who: str, game_id: int, action: dict[str, Any]) -> Any:
     return _post(base, "/api/action", {"game_id": game_id, "action": action}, _token(base, who))
 
 
-WIDE = {"width": 1280, "height": 900}
+WIDE: ViewportSize = {"width": 1280, "height": 900}
 
 
 def _desktop(browser: Browser, base: str, name: str) -> Player:

@@ -26,6 +26,9 @@ import aiohttp
 import pytest
 from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestServer
+from api_support import make_api, scrape_metrics
+from services import RedisServer, unavailable
+from ws_helpers import closed_code, recv, recv_type, request, token_for
 
 from goapp.bus.redis import RedisBus
 from goapp.protocol import Notify
@@ -35,21 +38,6 @@ from goapp.server.context import ServerContext
 from goapp.server.ratelimit import Limit, RateLimiter
 from goapp.server.wiring import close_services, open_services
 from goapp.settings import load_settings
-
-try:
-    from .api_support import make_api, scrape_metrics
-    from .services import RedisServer, unavailable
-    from .ws_helpers import closed_code, recv, recv_type, request, token_for
-except ImportError:
-    from api_support import make_api, scrape_metrics  # type: ignore[no-redef]
-    from services import RedisServer, unavailable  # type: ignore[no-redef]
-    from ws_helpers import (  # type: ignore[no-redef]
-        closed_code,
-        recv,
-        recv_type,
-        request,
-        token_for,
-    )
 
 BYOYOMI = {"system": "byoyomi", "main_s": 600, "periods": 3, "period_s": 30}
 MOVES = [v for row in range(9, 0, -1) for v in (f"C{row}", f"G{row}")]
@@ -415,7 +403,11 @@ async def test_presence_is_the_union_and_fires_once(cluster: Cluster) -> None:
     (alice, ta), (bob, tb), (_, tc) = await users(a, "alice", "bob", "carol")
     seen: list[tuple[str, int, bool]] = []
     for node in (a, b):
-        node.ctx.hub.on_presence.append(lambda u, on, n=node.name: seen.append((n, u, on)))
+
+        def record(user: int, online: bool, name: str = node.name) -> None:
+            seen.append((name, user, online))
+
+        node.ctx.hub.on_presence.append(record)
 
     s1 = await a.ws(ta)
     s2 = await b.ws(ta)  # alice on both instances
@@ -619,7 +611,11 @@ async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
 
     cluster.redis.stop(kill=True)
     for node in (a, b):
-        await until(lambda n=node: n.ctx.bus.status.startswith("degraded"), 10, "degraded")
+
+        def degraded(n: Node = node) -> bool:
+            return n.ctx.bus.status.startswith("degraded")
+
+        await until(degraded, 10, "degraded")
         status, body = await node.call("GET", "/readyz")
         assert status == 200, body
         assert body["status"] == "ready" and body["checks"]["bus"].startswith("degraded")
@@ -638,7 +634,11 @@ async def test_redis_restart_degrades_then_converges(cluster: Cluster) -> None:
 
     cluster.redis.start()
     for node in (a, b):
-        await until(lambda n=node: n.ctx.bus.status == "ok", 15, "bus back")
+
+        def back(n: Node = node) -> bool:
+            return n.ctx.bus.status == "ok"
+
+        await until(back, 15, "bus back")
         status, body = await node.call("GET", "/readyz")
         assert status == 200 and body["checks"]["bus"] == "ok", body
     # A's spectator gets B's outage moves, in order, once

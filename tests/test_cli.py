@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from goapp import __version__
+
+pytestmark = [pytest.mark.server]  # each test runs `python -m goapp`
 
 
 def goapp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -22,18 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from engine_support import human_turn
+from services import unavailable
 
 from goapp.engine.bots import BotDriver
 from goapp.engine.facade import GnuGoBackend, find_gnugo
 from goapp.game.service import GameService
 from goapp.store import Store, open_store
 
-try:
-    from .engine_support import human_turn
-    from .services import unavailable
-except ImportError:
-    from engine_support import human_turn  # type: ignore[no-redef]
-    from services import unavailable  # type: ignore[no-redef]
+# goapp serve instances with GNU Go bots
+pytestmark = [pytest.mark.server, pytest.mark.gnugo]
 
 LEASE_TTL = 1.0
 SWEEP = 0.1

@@ -25,8 +25,8 @@ from goapp.rules.clock import (
 from goapp.store import Store
 
 
-def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp() * 1000)
 
 
 FRI_NOON = ms(2026, 11, 27, 12)  # a Friday

@@ -19,11 +19,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cluster_support import Instance
 
-try:
-    from .cluster_support import Instance
-except ImportError:
-    from cluster_support import Instance  # type: ignore[no-redef]
+# goapp serve processes
+pytestmark = [pytest.mark.server]
 
 HANDSHAKE = ["goapp.v1"]
 

@@ -23,7 +23,10 @@ from goapp.engine.facade import GnuGoBackend, find_gnugo
 from goapp.engine.katago import AnalysisQuery, KataGoEngine
 from goapp.engine.setup import KataGoPaths
 
-pytestmark = pytest.mark.timeout(900)  # the session's KataGo fixture may tune OpenCL first
+pytestmark = [
+    pytest.mark.timeout(900),
+    pytest.mark.gnugo,
+]  # busy GNU Go processes; the session's KataGo fixture may tune OpenCL first
 
 #: Longest a close may take: 2 s for the engine to act on quit (or stdin closed), 1 s after
 #: SIGTERM, then SIGKILL (goapp.engine.process.stop_process).

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from api_support import fast_scrypt, make_api
-from engine_support import bot_setup, katago_backend, random_move, until
+from engine_support import best_move, bot_setup, katago_backend, random_move, until
 
 from goapp.engine.errors import EngineUnavailableError
 from goapp.engine.facade import KataGoBackend
@@ -128,7 +128,7 @@ async def test_remote_engine_in_another_process(tmp_path: Path, katago: KataGoPa
     try:
         await remote.start(wait=False)
         await until(lambda: remote.state == "up", 300, "the remote engine")
-        move = await remote.best_move([["B", "E5"]], 9, "chinese", 7.0, 4)
+        move = await best_move(remote, [["B", "E5"]], 9, "chinese", 7.0, 4)
         assert move != "pass" and move.upper() != "E5"
         results = await remote.analyze_turns(
             AnalysisQuery(
@@ -171,7 +171,7 @@ async def test_remote_engine_in_another_process(tmp_path: Path, katago: KataGoPa
                 await bad.start(wait=True)
             assert bad.state == "degraded"
             with pytest.raises(EngineUnavailableError, match="401"):
-                await bad.best_move([], 9, "chinese", 7.0, 2)
+                await best_move(bad, [], 9, "chinese", 7.0, 2)
         finally:
             await bad.close()
     finally:

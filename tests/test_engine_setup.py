@@ -34,7 +34,7 @@ from goapp.engine.download import (
 )
 from goapp.engine.setup import DEFAULT_MODEL, DOWNLOADS, KATRAIN_VERSION
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.server]  # runs `goapp engine setup`
 
 
 @dataclass
@@ -305,6 +305,7 @@ def test_download_refuses_a_link_whose_bytes_do_not_match(index: Index, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.katago
 def test_the_public_index_publishes_both_wheels() -> None:
     """The index `goapp engine setup` uses by default (or $PIP_INDEX_URL) has the katrain
     wheel and the default model's wheel, with their sha256 (the lookup only: no download)."""

@@ -31,7 +31,8 @@ from goapp.engine.setup import KataGoPaths
 from goapp.server.ratelimit import DEFAULT_LIMITS, RateLimiter
 from goapp.server.wiring import stop_engine
 
-pytestmark = pytest.mark.timeout(900)  # the session's KataGo fixture may tune OpenCL first
+# The bot is GNU Go; the session's KataGo fixture may tune OpenCL first.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.gnugo]
 
 Client = Callable[..., Awaitable[TestClient]]
 

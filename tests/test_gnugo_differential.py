@@ -28,6 +28,9 @@ from goapp.rules import (
     xy_to_gtp,
 )
 
+# GNU Go is the oracle
+pytestmark = [pytest.mark.gnugo]
+
 GNUGO = os.environ.get("GNUGO") or shutil.which("gnugo") or "/usr/games/gnugo"
 COLOR_NAME: dict[int, str] = {BLACK: "black", WHITE: "white"}
 

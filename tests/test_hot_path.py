@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from ws_helpers import make_user, recv, request
 
 from goapp.game import BadAction, GameService
 from goapp.game.actions import decode_action
@@ -25,11 +26,6 @@ from goapp.game.service import DEFAULT_CACHE_SIZE
 from goapp.server.app import create_ws_app
 from goapp.server.context import ServerContext
 from goapp.store import open_store
-
-try:
-    from tests.ws_helpers import make_user, recv, request
-except ImportError:
-    from ws_helpers import make_user, recv, request  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -104,8 +100,8 @@ async def test_ws_action_errors_are_the_service_errors(
     move = {"type": "move", "vertex": "E5"}
     ack = await request(ws, type="action", id="ok", game_id=gid, action=move)
     assert ack["type"] == "ack" and ack["seq"] == 3, ack
-    (move,) = await ctx.games.events_since(gid, 2)
-    assert move.payload["vertex"] == "E5"
+    (event,) = await ctx.games.events_since(gid, 2)
+    assert event.payload["vertex"] == "E5"
     await ws.close()
 
 

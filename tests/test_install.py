@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from services import unavailable
 
-try:
-    from .services import unavailable
-except ImportError:
-    from services import unavailable  # type: ignore[no-redef]
+# runs appliance/install.sh and the installed goapp
+pytestmark = [pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "appliance" / "install.sh"
@@ -231,10 +230,7 @@ def test_the_installed_settings_and_secret_start_goapp(tmp_path: Path, dest: Pat
     import time
     import urllib.request
 
-    try:
-        from .services import free_port
-    except ImportError:
-        from services import free_port  # type: ignore[no-redef]
+    from services import free_port
 
     run(dest, "--binary", str(fake_binary(tmp_path, "v1")), "--site-url", SITE_URL)
     port = free_port()

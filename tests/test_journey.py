@@ -39,20 +39,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
-
-try:
-    from .engine_support import KATAGO_MODEL
-    from .nspawn import Container, ContainerError, debian_rootfs, missing_tools
-    from .services import free_port, unavailable
-except ImportError:
-    from engine_support import KATAGO_MODEL  # type: ignore[no-redef]
-    from nspawn import (  # type: ignore[no-redef]
-        Container,
-        ContainerError,
-        debian_rootfs,
-        missing_tools,
-    )
-    from services import free_port, unavailable  # type: ignore[no-redef]
+from engine_support import KATAGO_MODEL
+from nspawn import Container, ContainerError, debian_rootfs, missing_tools
+from services import free_port, unavailable
 
 from goapp.engine.setup import KATAGO_HOME, KataGoPaths
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_support import best_move
 
 from goapp.engine import setup as katago_setup
 from goapp.engine.errors import (
@@ -320,7 +321,7 @@ async def test_query_answered(katago: KataGoPaths) -> None:
         assert result.ownership is not None and len(result.ownership) == 81
         assert result.best_move is not None and result.move_infos[0].pv
         assert result.warnings == []
-        move = await engine.best_move(GAME[:3], 9, Rules.from_name("chinese"), 7.5, visits=8)
+        move = await best_move(engine, GAME[:3], 9, Rules.from_name("chinese"), 7.5, 8)
         assert re.fullmatch(r"[A-HJ][1-9]|pass", move), move
         assert engine.queries_ok == 2 and len(engine.latencies) == 2
         assert [p for _, p in latencies] == [0, PRIORITY_BOT]
@@ -395,7 +396,11 @@ async def test_query_fails_after_second_crash(katago: KataGoPaths) -> None:
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
             if attempt == 1:
-                await until(lambda p=pid: engine.pid not in (None, p), 30, "restart")
+
+                def restarted(p: int = pid) -> bool:
+                    return engine.pid not in (None, p)
+
+                await until(restarted, 30, "restart")
         with pytest.raises(EngineCrashedError, match="tried 2 times"):
             await task
         await engine.wait_up(30)
@@ -545,6 +550,7 @@ def test_goapp_engine_check_command(katago: KataGoPaths) -> None:
     assert report["best_move"]
 
 
+@pytest.mark.server
 def test_goapp_engine_check_without_engine(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "goapp", "engine", "check", "--katago-dir", str(tmp_path)],

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_support import Instance
 
 from goapp.loadtest import LoadConfig, LoadError, legal_sequence
 from goapp.loadtest.scenario import MAX_CLIENTS, Client, Game, Run
@@ -23,10 +24,8 @@ from goapp.loadtest.stats import Samples
 from goapp.rules.game import Game as RulesGame
 from goapp.rules.rulesets import Rules
 
-try:
-    from .cluster_support import Instance
-except ImportError:
-    from cluster_support import Instance  # type: ignore[no-redef]
+# goapp serve and goapp loadtest processes
+pytestmark = [pytest.mark.server]
 
 
 def _env() -> dict[str, str]:

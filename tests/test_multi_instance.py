@@ -29,16 +29,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cluster_support import Balancer, Instance
+from services import RedisServer, unavailable
 
 from goapp.server.auth import issue_access_token
 from goapp.store import open_store
 
-try:
-    from .cluster_support import Balancer, Instance
-    from .services import RedisServer, unavailable
-except ImportError:
-    from cluster_support import Balancer, Instance  # type: ignore[no-redef]
-    from services import RedisServer, unavailable  # type: ignore[no-redef]
+# goapp instances behind Nginx, sharing Redis
+pytestmark = [pytest.mark.server, pytest.mark.redis, pytest.mark.nginx]
 
 #: GOAPP_TEST_CLUSTER_GAMES plays fewer (or more) games when debugging.
 GAMES = int(os.environ.get("GOAPP_TEST_CLUSTER_GAMES", "100"))
@@ -165,7 +163,7 @@ class Client:
                 frame = msg.json()
                 kind = frame["type"]
                 if kind in ("ack", "error"):
-                    fut = self.acks.pop(frame.get("id"), None)  # type: ignore[arg-type]
+                    fut = self.acks.pop(frame.get("id"), None)
                     if fut is not None and not fut.done():
                         fut.set_result(frame)
                 elif kind == "state" and frame["game_id"] == self.game_id:

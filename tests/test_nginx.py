@@ -30,13 +30,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from services import free_port, unavailable
 
 from goapp.server.web import CONTENT_SECURITY_POLICY
 
-try:
-    from .services import free_port, unavailable
-except ImportError:
-    from services import free_port, unavailable  # type: ignore[no-redef]
+# Nginx in front of goapp
+pytestmark = [pytest.mark.nginx]
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "nginx" / "goapp.conf"

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ async def commit(store: Store, game_id: int, *seqs: int) -> list[Event]:
     return [await store.append_event(game_id, s, "move", {"n": s}) for s in seqs]
 
 
-def ordered_on(store: Store, sink: Sink, **kw: float) -> OrderedDelivery:
+def ordered_on(store: Store, sink: Sink, **kw: Any) -> OrderedDelivery:
     async def last_seq(game_id: int) -> int:
         return (await store.get_game(game_id)).last_seq
 

@@ -15,6 +15,8 @@ import pytest
 from goapp.cli import main
 from goapp.perf.report import load_runs, markdown_table, svg_trend, write_report
 
+pytestmark = [pytest.mark.slow]  # runs benches/check.py
+
 ROOT = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -71,7 +71,9 @@ def test_interval_covers_the_true_shift_at_its_level() -> None:
     assert covered / trials >= 0.88
 
 
-def _rounds(rnd: random.Random, n: int, ratio: float, noise: float) -> tuple[list[float], ...]:
+def _rounds(
+    rnd: random.Random, n: int, ratio: float, noise: float
+) -> tuple[list[float], list[float]]:
     base = [1e-3 * math.exp(rnd.gauss(0, noise)) for _ in range(n)]
     head = [1e-3 * ratio * math.exp(rnd.gauss(0, noise)) for _ in range(n)]
     return base, head

@@ -9,6 +9,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import orjson
@@ -132,7 +133,7 @@ def test_every_frame_type_has_an_example() -> None:
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=lambda f: type(f).__name__)
-def test_frames_read_back_and_leave_unset_fields_out(frame: msgspec.Struct) -> None:
+def test_frames_read_back_and_leave_unset_fields_out(frame: Any) -> None:
     data = p.encode(frame)
     assert p.decode_server(data) == frame
     obj = orjson.loads(data)

@@ -21,6 +21,9 @@ from goapp.server.app import create_app
 from goapp.server.wiring import open_services
 from goapp.settings import load_settings
 
+# goapp serve processes
+pytestmark = [pytest.mark.server]
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_support import Instance
+from services import RedisServer
 
-try:
-    from .cluster_support import Instance
-    from .services import RedisServer
-except ImportError:
-    from cluster_support import Instance  # type: ignore[no-redef]
-    from services import RedisServer  # type: ignore[no-redef]
+pytestmark = [pytest.mark.server]  # goapp serve processes
 
 SECRET = "ab" * 32
 PASSWORD = "correct horse 9"

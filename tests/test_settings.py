@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,8 @@ def test_every_setting_is_documented_in_help() -> None:
     from goapp.cli import build_parser
 
     parser = build_parser()
-    serve = parser._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    [subcommands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    serve = subcommands.choices["serve"]
     text = serve.format_help()
     for spec in setting_specs():
         assert spec.env in text

@@ -26,24 +26,21 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse
-
-try:
-    from .engine_support import BUSY_19X19, cpu_ticks, group_alive
-    from .services import free_port
-    from .ws_helpers import closed_code, recv_type, request
-except ImportError:
-    from engine_support import BUSY_19X19, cpu_ticks, group_alive  # type: ignore[no-redef]
-    from services import free_port  # type: ignore[no-redef]
-    from ws_helpers import closed_code, recv_type, request  # type: ignore[no-redef]
+from engine_support import BUSY_19X19, cpu_ticks, group_alive
+from services import free_port
+from ws_helpers import closed_code, recv_type, request
 
 from goapp.game.service import GameService
 from goapp.settings import load_settings
 from goapp.store import open_store
+
+# goapp serve processes with GNU Go bots
+pytestmark = [pytest.mark.server, pytest.mark.gnugo]
 
 #: How long a SIGTERMed server may take to close its sockets and exit.
 EXIT_BOUND_S = 10.0
@@ -390,7 +387,7 @@ async def seed_busy_games(data_dir: Path) -> tuple[int, int]:
             )
         ).game_id
         for i, vertex in enumerate(BUSY_19X19):
-            color = "black" if i % 2 == 0 else "white"
+            color: Literal["black", "white"] = "black" if i % 2 == 0 else "white"
             move = {"type": "move", "vertex": vertex}
             await games.act(people, alice if color == "black" else bob, move)
             await games.act_as_bot(bots, color, move, request_id=f"seed-{i}")

@@ -733,6 +733,7 @@ async def test_sqlite_threads_one_per_connection_and_gone_after_close(tmp_path: 
         await s.get_game(gid)
 
 
+@pytest.mark.server
 def test_sqlite_store_needs_no_aiosqlite(tmp_path: Path) -> None:
     """The SQLite backend is the standard library's sqlite3 alone (aiosqlite is no longer a
     dependency): with aiosqlite unimportable a store opens, commits and reads back."""

@@ -143,7 +143,7 @@ async def test_copy_sqlite_to_postgres_and_rerun(tmp_path: Path, pg_schema_url: 
             assert await dst.get_ratings(u) == src_ratings[u]
             assert await dst.rating_history(u, "9") == src_history[u]
         # the copy is rated already: no game is rated a second time there
-        again = RatingUpdate(
+        rerated = RatingUpdate(
             user_id=1,
             pool="9",
             rating_before=1.0,
@@ -152,7 +152,7 @@ async def test_copy_sqlite_to_postgres_and_rerun(tmp_path: Path, pg_schema_url: 
             rd=50.0,
             volatility=0.06,
         )
-        assert await dst.apply_rating_update(src_games[0].id, [again]) is False
+        assert await dst.apply_rating_update(src_games[0].id, [rerated]) is False
         # the identity sequences follow the copied ids: new rows do not collide
         new_user = await dst.create_user("newcomer", None)
         assert new_user.id == 6

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services import unavailable
+from services import PgCluster, free_port, unavailable, with_query
 
 from goapp.store import (
     NewEvent,
@@ -26,10 +26,8 @@ from goapp.store import (
     open_store,
 )
 
-try:
-    from .services import PgCluster, free_port, with_query
-except ImportError:
-    from services import PgCluster, free_port, with_query  # type: ignore[no-redef,unused-ignore]
+# writer processes killed mid-write
+pytestmark = [pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITER = Path(__file__).with_name("store_writer.py")

@@ -143,7 +143,7 @@ async def test_concurrent_stores_migrate_once(store_url: str, tmp_path: Path) ->
     )
     stores = await asyncio.gather(*(open_store(store_url, migrations=migrations) for _ in range(3)))
     try:
-        applied = [name for s in stores for name in s.applied_migrations]  # type: ignore[attr-defined]
+        applied = [name for s in stores for name in s.applied_migrations]
         assert sorted(applied) == ["0001_a", "0002_slow", "0003_c"]
     finally:
         for s in stores:
@@ -151,6 +151,7 @@ async def test_concurrent_stores_migrate_once(store_url: str, tmp_path: Path) ->
     assert await _applied(store_url) == ["0001_a", "0002_slow", "0003_c"]
 
 
+@pytest.mark.server
 async def test_two_processes_migrate_once(store_url: str, tmp_path: Path) -> None:
     """Two processes start at once on a fresh database; the slow migration makes them
     overlap. Each migration is applied by exactly one of them."""
@@ -199,10 +200,11 @@ async def test_failing_migration_leaves_nothing(store_url: str, tmp_path: Path) 
     _write(migrations, {"0002_b.sql": "CREATE TABLE b (x INTEGER);\n"})
     store = await open_store(store_url, migrations=migrations)
     await store.close()
-    assert store.applied_migrations == ["0002_b"]  # type: ignore[attr-defined]
+    assert store.applied_migrations == ["0002_b"]
     assert await _applied(store_url) == ["0001_a", "0002_b"]
 
 
+@pytest.mark.server
 async def test_kill_9_during_migration(store_url: str, tmp_path: Path) -> None:
     backend = backend_of(store_url)
     migrations = _write(
@@ -258,7 +260,7 @@ async def test_kill_9_during_migration(store_url: str, tmp_path: Path) -> None:
         store_url, migrations=_write(migrations, {"0002_b.sql": "CREATE TABLE b (x INTEGER);"})
     )
     await store.close()
-    assert store.applied_migrations in (["0002_b"], ["0001_a", "0002_b"])  # type: ignore[attr-defined]
+    assert store.applied_migrations in (["0002_b"], ["0001_a", "0002_b"])
     assert await _applied(store_url) == ["0001_a", "0002_b"]
     tables = await _tables(store_url)
     assert {"a", "b"} <= tables and "c" not in tables and "slow" not in tables

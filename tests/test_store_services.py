@@ -6,13 +6,9 @@ import shutil
 import uuid
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
-from services import unavailable
-
-try:
-    from .services import PgCluster, RedisServer
-except ImportError:
-    from services import PgCluster, RedisServer  # type: ignore[no-redef,unused-ignore]
+from services import PgCluster, RedisServer, unavailable
 
 
 async def test_redis_fixture(redis_url: str) -> None:
@@ -25,6 +21,7 @@ async def test_redis_fixture(redis_url: str) -> None:
         await r.aclose()
 
 
+@pytest.mark.redis
 async def test_throwaway_redis_server() -> None:
     if shutil.which("redis-server") is None:
         unavailable("redis-server is not installed")

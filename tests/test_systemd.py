@@ -26,14 +26,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services import unavailable
+from services import PgCluster, free_port, unavailable
 
 from goapp.obs.systemd import Notifier, watchdog_loop
 
-try:
-    from .services import PgCluster, free_port
-except ImportError:
-    from services import PgCluster, free_port  # type: ignore[no-redef]
+# goapp serve under a fake notify socket
+pytestmark = [pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_DIR = ROOT / "systemd"

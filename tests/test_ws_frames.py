@@ -7,8 +7,9 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 import orjson
 import pytest
 from aiohttp import WSMsgType, web
@@ -88,7 +89,8 @@ def test_dispatch_table_matches_the_protocol() -> None:
     assert tags == set(protocol.CLIENT_TYPES)
     assert [h.__name__ for h in ws._HANDLERS] == [f"on_{t}" for t in protocol.CLIENT_TYPES]
     for cls, i in ws._DISPATCH.items():
-        assert ws._HANDLERS[i].__name__ == f"on_{cls.__struct_config__.tag}"
+        tag = cast(type[msgspec.Struct], cls).__struct_config__.tag
+        assert ws._HANDLERS[i].__name__ == f"on_{tag}"
 
 
 # -- the hub with fake transports ------------------------------------------------------------

@@ -15,11 +15,7 @@ from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-try:
-    from .ws_helpers import make_user, recv
-except ImportError:
-    from ws_helpers import make_user, recv  # type: ignore[no-redef]
+from ws_helpers import make_user, recv
 
 from goapp.protocol import CLIENT_TYPES
 from goapp.server import ws as gateway

@@ -15,29 +15,16 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 from websockets.typing import Subprotocol
-
-try:
-    from .ws_helpers import (
-        ORIGIN,
-        closed_code,
-        make_user,
-        recv,
-        recv_type,
-        request,
-        send,
-        token_for,
-    )
-except ImportError:
-    from ws_helpers import (  # type: ignore[no-redef]
-        ORIGIN,
-        closed_code,
-        make_user,
-        recv,
-        recv_type,
-        request,
-        send,
-        token_for,
-    )
+from ws_helpers import (
+    ORIGIN,
+    closed_code,
+    make_user,
+    recv,
+    recv_type,
+    request,
+    send,
+    token_for,
+)
 
 from goapp.obs.metrics import WS_DROPPED
 from goapp.server import ws as gateway
@@ -473,7 +460,7 @@ async def test_pipelined_messages_are_answered_in_order(client: Client) -> None:
     ws = await connect(client)
     for i in range(30):
         await send(ws, type="subscribe_lobby" if i % 2 == 0 else "unsubscribe_lobby", id=i)
-    ids = []
+    ids: list[int] = []
     while len(ids) < 30:
         frame = await recv(ws)
         if frame["type"] == "ack":
@@ -526,7 +513,12 @@ async def test_a_flood_pauses_reading_and_the_socket_recovers(
     resumes, credits are charged on arrival, and the answers keep the frames' order."""
     pauses: list[int] = []
     real_pause = gateway.Inbox.pause
-    monkeypatch.setattr(gateway.Inbox, "pause", lambda self: (pauses.append(1), real_pause(self)))
+
+    def pause(self: gateway.Inbox) -> None:
+        pauses.append(1)
+        real_pause(self)
+
+    monkeypatch.setattr(gateway.Inbox, "pause", pause)
     port = client.server.port
     assert port is not None
     raw = await asyncio.to_thread(_raw_ws_socket, port)

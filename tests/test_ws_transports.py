@@ -9,6 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Runs benches/ws_transports.py: WebSocket servers (goapp's gateway among them) in processes.
+pytestmark = [pytest.mark.server]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

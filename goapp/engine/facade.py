@@ -153,19 +153,6 @@ class GameEngine(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
-class _KataGoLike(Protocol):
-    @property
-    def state(self) -> Any: ...
-
-    async def analyze_turns(
-        self, query: AnalysisQuery, *, timeout: float | None = ..., tag: str | None = None
-    ) -> dict[int, AnalysisResult]: ...
-
-    def cancel_tag(self, tag: str) -> int: ...
-
-    def stats(self) -> dict[str, Any]: ...
-
-
 class KataGoBackend:
     """:class:`GameEngine` over a KataGo analysis engine, local or remote."""
 

@@ -2,7 +2,9 @@
 
 >>> engine = KataGoEngine.from_paths(install_katago(Path(".katago")))   # doctest: +SKIP
 >>> await engine.start()                                                 # doctest: +SKIP
->>> await engine.best_move([["B", "D4"]], 19, "japanese", 6.5, visits=100)  # doctest: +SKIP
+>>> query = AnalysisQuery(moves=[["B", "D4"]], rules="japanese", komi=6.5,      # doctest: +SKIP
+...                       board_x_size=19, board_y_size=19, max_visits=100)
+>>> (await engine.analyze(query)).best_move                              # doctest: +SKIP
 'Q16'
 
 KataGo's analysis engine reads one JSON query a line on stdin and answers, in any order, one
@@ -924,28 +926,6 @@ class KataGoEngine:
         results = await self.analyze_turns(query, timeout=timeout, tag=tag)
         return next(iter(results.values()))
 
-    async def best_move(
-        self,
-        moves: Sequence[Sequence[str]],
-        size: int,
-        rules: object,
-        komi: float,
-        visits: int,
-        *,
-        initial_stones: Sequence[Sequence[str]] | None = None,
-        initial_player: str | None = None,
-        tag: str | None = None,
-        timeout: float | None = _UNSET,
-    ) -> str:
-        """KataGo's move for the player to move (``"pass"`` when it has none), at bot
-        priority and without the root noise meant for review analysis."""
-        query = bot_move_query(
-            moves, size, rules, komi, visits,
-            initial_stones=initial_stones, initial_player=initial_player,
-        )  # fmt: skip
-        result = await self.analyze(query, timeout=timeout, tag=tag)
-        return result.best_move or "pass"
-
     def cancel_tag(self, tag: str) -> int:
         """Cancel every pending query submitted with ``tag`` (a finished game's id): their
         callers get :class:`QueryCancelledError`. Returns how many were cancelled."""
@@ -955,31 +935,6 @@ class KataGoEngine:
             self.cancelled += 1
             self._abandon(query, QueryCancelledError(f"query {query.qid} cancelled"))
         return len(found)
-
-
-def bot_move_query(
-    moves: Sequence[Sequence[str]],
-    size: int,
-    rules: object,
-    komi: float,
-    visits: int,
-    *,
-    initial_stones: Sequence[Sequence[str]] | None = None,
-    initial_player: str | None = None,
-) -> AnalysisQuery:
-    """The query for a bot's move: bot priority, no root noise (that is for review)."""
-    return AnalysisQuery(
-        moves=moves,
-        rules=rules,
-        komi=komi,
-        board_x_size=size,
-        board_y_size=size,
-        initial_stones=initial_stones,
-        initial_player=initial_player,
-        max_visits=visits,
-        priority=PRIORITY_BOT,
-        override_settings={"wideRootNoise": 0.0},
-    )
 
 
 # --------------------------------------------------------------------------------------------

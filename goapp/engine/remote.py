@@ -23,7 +23,7 @@ crosses an untrusted network.
 =====================  =================================================================
 
 :class:`RemoteEngine` is the client, with the calls the server uses of a local engine
-(``analyze``, ``analyze_turns``, ``best_move``, ``cancel_tag``, ``state``, ``stats``,
+(``analyze``, ``analyze_turns``, ``cancel_tag``, ``state``, ``stats``,
 ``start``/``close``). Its ``state`` comes from polling ``/v1/state``: ``degraded`` while
 the remote engine is unreachable (or refuses the secret), whatever the remote says
 otherwise. A query that cannot reach the remote raises
@@ -43,7 +43,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,10 +51,10 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from goapp.backoff import Backoff
 from goapp.engine import errors as E
-from goapp.engine.katago import AnalysisQuery, AnalysisResult, KataGoEngine, bot_move_query
+from goapp.engine.katago import AnalysisQuery, AnalysisResult, KataGoEngine
 from goapp.private_files import make_private_dir, write_new_private_file
-from goapp.server.ratelimit import Backoff
 
 __all__ = [
     "MIN_SECRET_CHARS",
@@ -515,26 +515,6 @@ class RemoteEngine:
     ) -> AnalysisResult:
         results = await self.analyze_turns(query, timeout=timeout, tag=tag)
         return next(iter(results.values()))
-
-    async def best_move(
-        self,
-        moves: Sequence[Sequence[str]],
-        size: int,
-        rules: object,
-        komi: float,
-        visits: int,
-        *,
-        initial_stones: Sequence[Sequence[str]] | None = None,
-        initial_player: str | None = None,
-        tag: str | None = None,
-        timeout: float | None = _UNSET,
-    ) -> str:
-        query = bot_move_query(
-            moves, size, rules, komi, visits,
-            initial_stones=initial_stones, initial_player=initial_player,
-        )  # fmt: skip
-        result = await self.analyze(query, timeout=timeout, tag=tag)
-        return result.best_move or "pass"
 
     def cancel_tag(self, tag: str) -> int:
         """Ask the remote to cancel ``tag``'s queries (in the background); returns 0."""

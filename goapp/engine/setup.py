@@ -73,7 +73,6 @@ if TYPE_CHECKING:
 
 KATRAIN_VERSION = "1.20.0"
 WHEEL_MEMBER = "katrain/KataGo/katago"
-KATAGO_VERSION = "1.18.1"
 DEBIAN_PACKAGES = ("ocl-icd-libopencl1", "pocl-opencl-icd")
 MODEL_SUFFIXES = (".bin.gz", ".txt.gz", ".bin", ".onnx")
 #: How long :func:`tune` waits for KataGo's first start (b15c192 on 2 busy cores: ~15 min).

@@ -41,6 +41,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from goapp.backoff import Backoff
+
 __all__ = [
     "ACTION_PER_IP",
     "ACTION_PER_USER",
@@ -140,27 +142,6 @@ ESTIMATE_PER_IP = Limit(burst=10, per_s=0.2)
 #: Redis): 5 lines at once, then one a second. Per socket, ten sockets made it ten times
 #: that.
 CHAT_PER_USER = Limit(burst=5, per_s=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Per-account login back-off. ``free`` failed attempts in a row cost nothing; then an
-    attempt from a client the account does not know must come ``base_s`` after the last
-    failure, twice that after the next one, and so on up to ``max_s``. Failures are
-    forgotten at a successful login, or ``forget_s`` after the last one. A client that
-    logged in successfully stays known for ``known_s``."""
-
-    free: int = 5
-    base_s: float = 1.0
-    max_s: float = 900.0
-    forget_s: float = 24 * 3600.0
-    known_s: float = 30 * 24 * 3600.0
-
-    def delay(self, failures: int) -> float:
-        """How long after the last failure the next attempt may come."""
-        if failures < self.free:
-            return 0.0
-        return min(self.max_s, self.base_s * 2.0 ** min(failures - self.free, 40))
 
 
 #: Five free tries, then 1 s, 2 s, 4 s ... at most 15 minutes between tries of one account
