@@ -45,8 +45,6 @@ import collections
 import gc
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -56,6 +54,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benches.load import free_port, pinned, rss_kib  # noqa: E402  (after the path above)
 
 TRANSPORTS = ("hooked", "aiohttp", "picows", "picows-lean")
 MAX_MSG_SIZE = 4096
@@ -269,20 +269,6 @@ def serve(transport: str, port: int) -> None:
 # -- the generator ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -321,9 +307,9 @@ async def run_one(transport: str, args: argparse.Namespace, server_cpu: int | No
     from goapp.loadtest.wsclient import connect
 
     port = free_port()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "serve", transport, str(port)]
-    if server_cpu is not None and shutil.which("taskset"):
-        cmd = ["taskset", "-c", str(server_cpu), *cmd]
+    cmd = pinned(
+        [sys.executable, str(Path(__file__).resolve()), "serve", transport, str(port)], server_cpu
+    )
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, cwd=ROOT)
     assert proc.stdout is not None
     clients: list[Any] = []
