@@ -44,7 +44,7 @@ import random
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -172,6 +172,19 @@ def _row_change(events: Sequence[GameEvent]) -> GameChange:
 
 def _stamp(events: list[GameEvent], user_id: int | None, request_id: str | None) -> list[GameEvent]:
     return [msgspec.structs.replace(e, user_id=user_id, request_id=request_id) for e in events]
+
+
+def challenge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """:meth:`GameService.create_game`'s game settings from a challenge's stored parameters
+    (the challenger's colour is ``user_color``); raises KeyError when one is missing."""
+    return {
+        "user_color": params["color"],
+        "size": params["size"],
+        "rules": params["rules"],
+        "komi": params["komi"],
+        "handicap": params["handicap"],
+        "time_control": params["time_control"],
+    }
 
 
 class GameService:
@@ -384,12 +397,7 @@ class GameService:
             start, created, started = self._new_game(
                 challenge.challenger_id,
                 acceptor_id,
-                user_color=p["color"],
-                size=p["size"],
-                rules=p["rules"],
-                komi=p["komi"],
-                handicap=p["handicap"],
-                time_control=p["time_control"],
+                **challenge_settings(p),
                 rated=bool(p.get("rated", True)),
             )
         except (KeyError, TypeError) as exc:

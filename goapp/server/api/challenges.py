@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from goapp.game.service import challenge_settings
 from goapp.rules import DEFAULT_KOMI, Game, Rules
 from goapp.rules.clock import TimeControl
 from goapp.server.api.common import (
@@ -259,15 +260,7 @@ async def _computer_game(request: web.Request, me: int, body: ChallengeBody) -> 
                 limit=cap,
             )
         state = await ctx.games.create_game(
-            me,
-            None,
-            user_color=params["color"],
-            size=params["size"],
-            rules=params["rules"],
-            komi=params["komi"],
-            handicap=params["handicap"],
-            time_control=params["time_control"],
-            opponent_bot=bot,
+            me, None, **challenge_settings(params), opponent_bot=bot
         )
     names = Names(request)
     color = "black" if state.black_id == me else "white"
